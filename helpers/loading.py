@@ -1,0 +1,181 @@
+"""Loading the model in 4 bit and its tokenizer, and the offline tiny Gemma that smoke mode trains."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from datasets import load_dataset
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    GemmaConfig,
+    GemmaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+from helpers.auth import GatedModelError, hf_token, is_auth_error
+from helpers.data import sample_path
+from helpers.prompting import format_prompt
+from helpers.runtime import Runtime, detect
+
+GEMMA = "google/gemma-2b"
+QUANT_TYPES = ("nf4", "fp4")
+# Gemma's special-token ids (pad 0, eos 1, bos 2, unk 3), kept in the tiny model too.
+SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
+TINY_VOCAB = 1024
+# Gemma-2B's shape (1 KV head, tied embeddings, GeGLU MLP 8x hidden) shrunk to two small layers.
+TINY_SHAPE = dict(
+    hidden_size=64,
+    intermediate_size=512,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=1,
+    head_dim=16,
+    max_position_embeddings=512,
+    tie_word_embeddings=True,
+    # Wider than Gemma's 0.02, so that the tied output embedding can move the loss within a few dozen steps.
+    initializer_range=0.1,
+)
+
+
+def bnb_kwargs(rt: Runtime | None = None, double_quant: bool = True, quant_type: str = "nf4") -> dict:
+    """Return the keyword arguments bnb_config passes to BitsAndBytesConfig."""
+    if quant_type not in QUANT_TYPES:
+        raise ValueError(f"quant_type must be one of {QUANT_TYPES}, got {quant_type!r}.")
+    rt = rt or detect()
+    return dict(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant_type,
+        bnb_4bit_use_double_quant=double_quant,
+        bnb_4bit_compute_dtype=rt.dtype,
+    )
+
+
+def bnb_config(rt: Runtime | None = None, double_quant: bool = True, quant_type: str = "nf4") -> BitsAndBytesConfig:
+    """Return the 4-bit config: NF4 weights, double-quantized constants, the runtime's compute dtype."""
+    return BitsAndBytesConfig(**bnb_kwargs(rt, double_quant, quant_type))
+
+
+def storage_dtype(rt: Runtime) -> torch.dtype:
+    """Return the dtype of the weights bitsandbytes leaves unquantized (embedding, norms): bf16 or fp32."""
+    # fp32 under fp16 compute, as the post's 2024 transformers did by default: the fp32 embedding keeps
+    # the residual stream in fp32 under fp16 autocast, where Gemma's activations can overflow.
+    return torch.bfloat16 if rt.dtype == torch.bfloat16 else torch.float32
+
+
+def _token_for(name: str) -> str | None:
+    """Return the Hub token for a Hub name, None for a local folder (nothing to send)."""
+    return None if os.path.isdir(name) else hf_token()
+
+
+def load_model(name: str, rt: Runtime | None = None, quantization_config=None, for_training: bool = True):
+    """Load `name` in 4 bit on the runtime's device (cache off for training), with clear errors."""
+    rt = rt or detect()
+    if rt.mode == "full" and not rt.gpu_count:
+        raise RuntimeError(
+            "Full mode needs a CUDA GPU and none was found. Colab: Runtime > Change runtime type > T4 GPU; "
+            "Kaggle: Settings > Accelerator > GPU T4 x2; or set COURSE_MODE=smoke to run the tiny model on the CPU."
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            name,
+            quantization_config=quantization_config or bnb_config(rt),
+            device_map=rt.device_map,
+            dtype=storage_dtype(rt),
+            token=_token_for(name),
+        )
+    except torch.OutOfMemoryError as e:
+        raise torch.OutOfMemoryError(
+            f"The GPU ran out of memory while loading {name}. Free it first: restart the runtime (Colab: "
+            "Runtime > Restart session; Kaggle: Run > Restart) so no earlier model holds memory, then load again. "
+            "The 4-bit Gemma-2B needs about 3 GB; if it still fails, the GPU is too small or shared."
+        ) from e
+    except OSError as e:
+        if is_auth_error(e):
+            raise GatedModelError(name) from None
+        raise
+    if for_training:
+        # The key/value cache only speeds up generation; in training it holds memory for nothing.
+        model.config.use_cache = False
+    return model
+
+
+def load_tokenizer(name: str, padding_side: str = "right"):
+    """Load the tokenizer of `name` with pad = eos (as in the post) and the given padding side."""
+    if padding_side not in ("left", "right"):
+        raise ValueError(
+            f"padding_side must be 'right' (training) or 'left' (generation), got {padding_side!r}."
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, token=_token_for(name))
+    except OSError as e:
+        if is_auth_error(e):
+            raise GatedModelError(name) from None
+        raise
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def _train_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
+    """Train a small byte-level BPE tokenizer on texts, adding <bos> in front like Gemma's."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_VOCAB,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos = tok.token_to_id("<bos>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", bos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def tiny_gemma(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str:
+    """Build (once, no download) a tiny random Gemma-architecture model and tokenizer; return its folder."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}.")
+    root = Path(cache_dir or os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "qlora-course")
+    folder = root / f"tiny-gemma-seed{seed}"
+    if folder.is_dir():
+        return str(folder)
+    texts = [format_prompt(row) for row in load_dataset("json", data_files=str(sample_path()), split="train")]
+    tokenizer = _train_tokenizer(texts)
+    config = GemmaConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        **TINY_SHAPE,
+    )
+    # A private RNG stream: the same seed gives the same weights, and the caller's RNG is left alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GemmaForCausalLM(config)
+    root.mkdir(parents=True, exist_ok=True)
+    # Build in a scratch folder and rename it into place, so a half-written model is never reused.
+    scratch = Path(tempfile.mkdtemp(dir=root, prefix=folder.name + "."))
+    model.save_pretrained(scratch)
+    tokenizer.save_pretrained(scratch)
+    try:
+        scratch.rename(folder)
+    except OSError:  # another process finished first: use its copy
+        shutil.rmtree(scratch)
+    return str(folder)
+
+
+def model_name(rt: Runtime | None = None) -> str:
+    """Return the model to load: Gemma-2B in full mode, the tiny Gemma's folder in smoke mode."""
+    rt = rt or detect()
+    return GEMMA if rt.mode == "full" else tiny_gemma()

@@ -1,0 +1,155 @@
+"""Memory arithmetic for QLoRA: constant overhead per parameter, model bytes from a config, measured bytes of a loaded model, LoRA and training memory."""
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+QUANT_TYPES = ("nf4", "fp4")
+OPTIMIZER_BYTES = {"adamw32": 8, "adamw8": 2}
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def _check_positive(name: str, value: int) -> None:
+    """Raise unless `value` is a positive int."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def constant_bits_per_param(blocksize: int = 64, double_quant: bool = False, blocksize2: int = 256) -> float:
+    """Bits per weight spent on quantization constants: 32/B in fp32, or 8/B + 32/(B*B2) with double quantization."""
+    _check_positive("blocksize", blocksize)
+    _check_positive("blocksize2", blocksize2)
+    if not double_quant:
+        return 32 / blocksize
+    return 8 / blocksize + 32 / (blocksize * blocksize2)
+
+
+def _meta_model(config) -> nn.Module:
+    """The causal LM that `config` describes, in bfloat16 on the meta device: shapes and dtypes, no memory."""
+    from transformers import AutoModelForCausalLM, PretrainedConfig
+
+    if not isinstance(config, PretrainedConfig):
+        raise TypeError(f"config must be a transformers config such as GemmaConfig(...), got {type(config).__name__}")
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+
+
+def _quantized_linears(model: nn.Module) -> list[nn.Module]:
+    """The layers transformers' bitsandbytes integration turns into Linear4bit (its own skip rules: lm_head, tied weights)."""
+    from transformers.pytorch_utils import Conv1D
+    from transformers.quantizers.base import HfQuantizer
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    skip = HfQuantizer.get_modules_to_not_convert(model, None, model._keep_in_fp32_modules)
+    return [
+        module
+        for name, module in model.named_modules()
+        if (type(module) is nn.Linear or isinstance(module, Conv1D)) and should_convert_module(name, skip)
+    ]
+
+
+def _4bit_weight_bytes(n: int, blocksize: int, double_quant: bool) -> int:
+    """Bytes bitsandbytes allocates for one 4-bit weight of n values: packed codes plus its quant_state tensors."""
+    blocks = math.ceil(n / blocksize)
+    packed, code = math.ceil(n / 2), 16 * 4
+    if not double_quant:
+        return packed + 4 * blocks + code
+    # uint8 constants, an fp32 absmax per 256 of them, the fp32 offset and the 256-entry fp32 dynamic map
+    return packed + blocks + 4 * math.ceil(blocks / 256) + 4 + 256 * 4 + code
+
+
+def model_bytes(config, quant: str | None = None, double_quant: bool = False, blocksize: int = 64) -> int:
+    """Bytes of the causal LM `config` describes, computed on the meta device: bf16, or 4-bit nn.Linear layers with `quant`.
+
+    quant=None: every parameter and buffer at its bf16 (buffers: their own) size. quant="nf4"/"fp4":
+    the layers transformers quantizes (every nn.Linear except lm_head and tied weights) take what
+    bitsandbytes allocates: the packed 4-bit codes, and per layer its quant_state: fp32 absmax per block,
+    or with double quantization uint8 absmax, fp32 absmax per 256 blocks, the fp32 offset and the 256-entry
+    dynamic map; and the 16-entry fp32 NF4/FP4 table either way. A tied embedding counts once.
+    This is exactly measured_bytes() of the model loaded on the CPU with BitsAndBytesConfig. For Gemma-2B
+    the codes, offsets and buffers add 9,090 B to facts.md's NF4 number (2,163,504,002 B in all) and 138,618 B
+    to its NF4+DQ number (2,071,220,090 B), and its buffers add 1,026 B in bf16 (5,012,345,858 B).
+    """
+    if quant not in (None, *QUANT_TYPES):
+        raise ValueError(f"quant must be None (16-bit), 'nf4' or 'fp4', got {quant!r}")
+    _check_positive("blocksize", blocksize)
+    model = _meta_model(config)
+    quantized = set() if quant is None else {id(module.weight) for module in _quantized_linears(model)}
+    total = 0
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if id(tensor) in quantized:
+            total += _4bit_weight_bytes(tensor.numel(), blocksize, double_quant)
+        else:
+            total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def measured_bytes(model: nn.Module) -> int:
+    """Bytes a loaded model really holds: parameters, buffers and every 4-bit weight's quant_state tensors.
+
+    The quant_state of a bitsandbytes Params4bit holds absmax, the 16-entry code table, and with double
+    quantization the offset, state2.absmax and state2.code (the 256-entry dynamic map); all are counted,
+    each storage once. model.get_memory_footprint() counts parameters and buffers only: it leaves the
+    quant_state out and so reports the same number with and without double quantization.
+    """
+    tensors = {}
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if tensor.is_meta:
+            raise ValueError("model is on the meta device: load it for real, or use model_bytes(config) instead")
+        tensors[tensor.data_ptr()] = tensor
+        state = getattr(tensor, "quant_state", None)
+        for part in (state, getattr(state, "state2", None)):
+            for name in ("absmax", "code", "offset"):
+                value = getattr(part, name, None)
+                if isinstance(value, torch.Tensor):
+                    tensors[value.data_ptr()] = value
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def _lora_targets(model: nn.Module, target_modules: Sequence[str] | str) -> list[nn.Module]:
+    """The linear layers LoRA wraps: names ending in one of `target_modules`, or "all-linear" (all but lm_head)."""
+    if target_modules == "all-linear":
+        output = model.get_output_embeddings()
+        return [m for m in model.modules() if isinstance(m, nn.Linear) and m is not output]
+    if isinstance(target_modules, str) or not all(isinstance(t, str) for t in target_modules):
+        raise TypeError('target_modules must be a sequence of module names such as ("q_proj", "v_proj") or "all-linear"')
+    found = [m for name, m in model.named_modules() if isinstance(m, nn.Linear) and name.split(".")[-1] in target_modules]
+    if not found:
+        names = sorted({name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ValueError(f"no linear layer is named any of {tuple(target_modules)}; this model has {names}")
+    return found
+
+
+def lora_params(config, r: int = 8, target_modules: Sequence[str] | str = ATTENTION) -> int:
+    """Trainable LoRA parameters: r * (in_features + out_features) for every targeted linear layer."""
+    _check_positive("r", r)
+    return sum(r * (m.in_features + m.out_features) for m in _lora_targets(_meta_model(config), target_modules))
+
+
+def training_memory(
+    config,
+    quant: str | None = "nf4",
+    double_quant: bool = True,
+    r: int = 8,
+    target_modules: Sequence[str] | str = ATTENTION,
+    optimizer: str = "adamw32",
+) -> dict[str, int]:
+    """Bytes of a LoRA/QLoRA run by part: frozen "weights", fp32 "lora" adapters, their "gradients" and "optimizer" state.
+
+    The adapters are float32 (peft upcasts them on a 16-bit or 4-bit base), so are their gradients.
+    AdamW keeps two states per trainable parameter: 8 B in 32 bit ("adamw32", paged or not), 2 B with
+    8-bit states ("adamw8", whose small block constants are left out). Activations, which depend on
+    batch size, sequence length and gradient checkpointing, are not included.
+    """
+    if optimizer not in OPTIMIZER_BYTES:
+        raise ValueError(f"optimizer must be one of {tuple(OPTIMIZER_BYTES)}, got {optimizer!r}")
+    trainable = lora_params(config, r=r, target_modules=target_modules)
+    return {
+        "weights": model_bytes(config, quant=quant, double_quant=double_quant),
+        "lora": 4 * trainable,
+        "gradients": 4 * trainable,
+        "optimizer": OPTIMIZER_BYTES[optimizer] * trainable,
+    }

@@ -1,0 +1,142 @@
+"""Optimizer state as memory: build the course's optimizers, measure their state, demo paging."""
+import gc
+import inspect
+import math
+from collections.abc import Iterable
+
+import bitsandbytes as bnb
+import torch
+
+# The names are transformers' `optim=` strings, so a learner can pass the same name to SFTConfig.
+OPTIMIZERS = {
+    "adamw_torch": torch.optim.AdamW,
+    "adamw_8bit": bnb.optim.AdamW8bit,
+    "paged_adamw_32bit": bnb.optim.PagedAdamW32bit,
+    "paged_adamw_8bit": bnb.optim.PagedAdamW8bit,
+}
+# bitsandbytes keeps the state of a parameter smaller than this in fp32 even in an 8-bit optimizer.
+MIN_8BIT_SIZE = inspect.signature(bnb.optim.AdamW8bit).parameters["min_8bit_size"].default
+# bitsandbytes pages only the state of parameters with at least this many elements: smaller state
+# goes to ordinary GPU memory (`Optimizer8bit.get_state_buffer`; tests/test_optim.py watches it).
+PAGE_MIN_NUMEL = 100_000
+BLOCKSIZE_8BIT = 256
+
+
+def make_optimizer(name: str, params: Iterable[torch.Tensor], lr: float = 2e-4) -> torch.optim.Optimizer:
+    """Build the optimizer transformers would build for `optim=name` (AdamW variants only)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"name must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    return OPTIMIZERS[name](params, lr=lr)
+
+
+def state_breakdown(optimizer: torch.optim.Optimizer) -> dict[str, int]:
+    """Bytes of the optimizer's state tensors by state name; shared tensors count once, step counters not at all."""
+    seen, parts = set(), {}
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if not torch.is_tensor(value) or value.dim() == 0:
+                continue
+            # 8-bit optimizers hand every parameter the same quantization map (qmap1, qmap2).
+            ptr = value.untyped_storage().data_ptr()
+            if ptr in seen:
+                continue
+            seen.add(ptr)
+            parts[key] = parts.get(key, 0) + value.numel() * value.element_size()
+    return parts
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Total bytes the optimizer's state tensors occupy (see state_breakdown)."""
+    return sum(state_breakdown(optimizer).values())
+
+
+def paged_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of the optimizer's state that live in CUDA unified (paged) memory; 0 on a CPU."""
+    return sum(v.numel() * v.element_size() for state in optimizer.state.values()
+               for v in state.values() if torch.is_tensor(v) and getattr(v, "is_paged", False))
+
+
+def predicted_state_bytes(numels: Iterable[int], name: str) -> int:
+    """State bytes an AdamW variant will allocate for parameters of these sizes, from bitsandbytes' rules."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"name must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    total, any_8bit = 0, False
+    for n in numels:
+        if name.endswith("8bit") and n >= MIN_8BIT_SIZE:
+            # two uint8 states plus one fp32 absmax per block of 256 for each of them
+            total += 2 * n + 2 * 4 * math.ceil(n / BLOCKSIZE_8BIT)
+            any_8bit = True
+        else:
+            total += 2 * 4 * n
+    # the two 256-entry fp32 quantization maps, shared by every 8-bit parameter
+    return total + (2 * 256 * 4 if any_8bit else 0)
+
+
+def measure_states(params: list[torch.Tensor], names: Iterable[str] = tuple(OPTIMIZERS)) -> dict[str, dict[str, int]]:
+    """Take one step with each named optimizer on params (which must hold .grad) and return its state by name."""
+    params = list(params)
+    if not params or any(p.grad is None for p in params):
+        raise ValueError("params: every parameter needs a .grad; run loss.backward() first")
+    start = [p.detach().clone() for p in params]
+    result = {}
+    for name in names:
+        optimizer = make_optimizer(name, params)
+        optimizer.step()
+        result[name] = state_breakdown(optimizer)
+        # every optimizer starts from the same weights, so the measurements compare like with like
+        with torch.no_grad():
+            for p, p0 in zip(params, start):
+                p.copy_(p0)
+        del optimizer
+    return result
+
+
+def _demo_run(name: str, hidden: int, layers: int, lengths: tuple[int, ...], device: torch.device) -> dict:
+    """Train a stack of linear layers one step per sequence length; record each step's peak or the OOM."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[torch.nn.Linear(hidden, hidden, bias=False) for _ in range(layers)]).to(device)
+    optimizer = make_optimizer(name, model.parameters())
+    run = {"optimizer": name, "ok": True, "error": None, "peaks": []}
+    try:
+        for length in lengths:
+            torch.cuda.reset_peak_memory_stats(device)
+            model(torch.randn(1, length, hidden, device=device)).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            torch.cuda.synchronize(device)
+            run["peaks"].append(torch.cuda.max_memory_allocated(device))
+    except torch.cuda.OutOfMemoryError as err:
+        run.update(ok=False, error=str(err).splitlines()[0])
+    run["state_bytes"] = optimizer_state_bytes(optimizer)
+    run["paged_bytes"] = paged_state_bytes(optimizer)
+    return run
+
+
+def _free_cuda() -> None:
+    """Give the memory of finished runs back, so the next run starts from the same point."""
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def paging_demo(hidden: int = 4096, layers: int = 4, short_len: int = 512, long_len: int = 8192,
+                device: int = 0) -> dict:
+    """On a CUDA GPU: a short then a long batch, measured without a cap, then plain vs paged AdamW under a cap."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("paging_demo needs a CUDA GPU (unified memory is a CUDA feature); on a CPU it cannot run")
+    dev, lengths = torch.device("cuda", device), (short_len, long_len)
+    _free_cuda()
+    plain = _demo_run("adamw_torch", hidden, layers, lengths, dev)
+    _free_cuda()
+    # The paged optimizer needs about the plain peak minus its state, which it keeps outside
+    # PyTorch's allocator; a cap halfway between the two separates them by half the state.
+    cap = max(plain["peaks"]) - plain["state_bytes"] // 2
+    total = torch.cuda.get_device_properties(dev).total_memory
+    capped = {}
+    torch.cuda.set_per_process_memory_fraction(cap / total, dev)
+    try:
+        for name in ("adamw_torch", "paged_adamw_32bit"):
+            capped[name] = _demo_run(name, hidden, layers, lengths, dev)
+            _free_cuda()
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, dev)
+    return {"cap_bytes": cap, "total_bytes": total, "lengths": lengths, "uncapped": plain, "capped": capped}

@@ -1,0 +1,104 @@
+"""Where the course runs (Colab, Kaggle or local; which GPU) and what that implies: dtype, mode, device map."""
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+
+MODES = ("full", "smoke")
+
+
+@dataclass
+class Runtime:
+    """What the course needs to know about the machine it runs on."""
+
+    platform: str  # "colab" | "kaggle" | "local"
+    gpu_name: str | None
+    gpu_count: int
+    gpu_memory_gb: float | None
+    compute_capability: tuple[int, int] | None
+    dtype: torch.dtype  # the compute dtype of the run: bf16, fp16 or fp32
+    mode: str  # "full" (Gemma-2B on a GPU) | "smoke" (a tiny Gemma on the CPU)
+    device_map: dict
+
+
+def detect_platform() -> str:
+    """Return "colab", "kaggle" or "local" from the notebook host's modules and environment."""
+    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
+        return "colab"
+    if "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+        return "kaggle"
+    return "local"
+
+
+def course_mode(has_gpu: bool) -> str:
+    """Return the mode: COURSE_MODE when set, else "full" with a GPU and "smoke" without."""
+    mode = os.environ.get("COURSE_MODE", "").strip().lower()
+    if not mode:
+        return "full" if has_gpu else "smoke"
+    if mode not in MODES:
+        raise ValueError(
+            f"COURSE_MODE={os.environ['COURSE_MODE']!r} is not a mode: set COURSE_MODE to 'smoke' "
+            "(tiny model on the CPU) or 'full' (Gemma-2B on a GPU), or unset it to choose by the hardware."
+        )
+    return mode
+
+
+def detect() -> Runtime:
+    """Inspect the machine and return its Runtime (COURSE_MODE=smoke|full overrides the mode)."""
+    gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mode = course_mode(gpu_count > 0)
+    gpu_name = memory_gb = capability = None
+    if gpu_count:
+        gpu_name = torch.cuda.get_device_name(0)
+        memory_gb = round(torch.cuda.get_device_properties(0).total_memory / 1024**3, 1)
+        capability = tuple(torch.cuda.get_device_capability(0))
+    if mode == "smoke" or not gpu_count:
+        dtype, device_map = torch.float32, {"": "cpu"}
+    else:
+        # bf16 needs compute capability 8.0 (Ampere); a T4 is 7.5, so it gets fp16.
+        dtype = torch.bfloat16 if capability >= (8, 0) else torch.float16
+        # One GPU even when there are two (Kaggle): a k-bit model split across devices cannot be trained.
+        device_map = {"": 0}
+    return Runtime(detect_platform(), gpu_name, gpu_count, memory_gb, capability, dtype, mode, device_map)
+
+
+def describe(rt: Runtime) -> str:
+    """Return the one line that tells the learner which mode runs, on what, and why."""
+    where = {"colab": "Colab", "kaggle": "Kaggle", "local": "this machine"}[rt.platform]
+    if rt.mode == "smoke":
+        if rt.gpu_count:
+            return (
+                f"Smoke mode (COURSE_MODE=smoke) on {where}: a tiny Gemma-architecture model on the CPU with "
+                f"the shipped sample data, although a GPU ({rt.gpu_name}) is present (unset COURSE_MODE to use it)."
+            )
+        return (
+            "Smoke mode: no GPU found, so this runs a tiny Gemma-architecture model on the shipped sample "
+            "data (set COURSE_MODE=full to override)."
+        )
+    if not rt.gpu_count:
+        return (
+            f"Full mode (COURSE_MODE=full) on {where}, but no GPU found: loading Gemma-2B will fail. Pick a GPU "
+            "runtime (Colab: Runtime > Change runtime type > T4 GPU) or unset COURSE_MODE for smoke mode."
+        )
+    dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}[rt.dtype]
+    why = " (no bf16 below compute capability 8.0)" if rt.dtype == torch.float16 else ""
+    major, minor = rt.compute_capability
+    line = (
+        f"Full mode on {where}: {rt.gpu_name}, {rt.gpu_memory_gb} GB, compute capability {major}.{minor}, "
+        f"{dtype} compute{why}; Gemma-2B on the dolly-15k data."
+    )
+    if rt.gpu_count > 1:
+        line += (
+            f" Using GPU 0 of {rt.gpu_count} (device_map={{'': 0}}): a 4-bit model split across "
+            "devices cannot be trained."
+        )
+    return line
+
+
+def setup() -> Runtime:
+    """Detect the runtime, print its one line, and return it."""
+    rt = detect()
+    print(describe(rt))
+    return rt

@@ -1,0 +1,223 @@
+"""QLoRA training: the post's LoRA and trainer settings in today's trl API, checkpoints that survive, live loss."""
+
+import math
+import os
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+from peft import LoraConfig
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTConfig, SFTTrainer
+
+from helpers.data import check_columns
+from helpers.prompting import format_prompt
+from helpers.runtime import Runtime, detect
+
+DRIVE = Path("/content/drive/MyDrive")
+KAGGLE_WORKING = Path("/kaggle/working")
+# The post's keywords that today's API renamed, so a learner who types them is told the new name.
+RENAMED = {
+    "evaluation_strategy": "eval_strategy",
+    "warmup_ratio": "warmup_steps (a float below 1 is a ratio)",
+    "max_seq_length": "max_length",
+    "tokenizer": "processing_class (an SFTTrainer argument)",
+}
+
+# The post's run (section 9-10) in today's API. "wrapped" packing is the post's ConstantLengthDataset:
+# all texts joined, then cut into blocks of max_length tokens.
+POST_SETTINGS = dict(
+    per_device_train_batch_size=2,
+    gradient_accumulation_steps=2,
+    num_train_epochs=1,
+    learning_rate=2e-4,
+    lr_scheduler_type="cosine",
+    warmup_steps=0.1,
+    # The post's gradient_checkpointing(_kwargs): transformers 5 renamed it, the old name only warns.
+    activation_checkpointing=True,
+    activation_checkpointing_kwargs={"use_reentrant": False},
+    packing=True,
+    packing_strategy="wrapped",
+    max_length=512,
+    optim="paged_adamw_32bit",
+    logging_strategy="steps",
+    logging_steps=10,
+    save_strategy="epoch",
+    eval_strategy="no",
+    report_to="none",
+)
+PRESETS = {
+    "t4": {},
+    # Unmeasured so far: one micro-batch of 4 blocks instead of 2 x 2 accumulated, the same 4 x 512 tokens
+    # per optimizer step; gradient checkpointing stays on, so activations stay within a T4's 15 GB.
+    "t4_fast": dict(per_device_train_batch_size=4, gradient_accumulation_steps=1),
+    # The same shape for the tiny model on a CPU: a few dozen short steps, a loss logged every step, a
+    # checkpoint every 10 steps (so resuming can be tried), and a learning rate a random model notices.
+    "smoke": dict(
+        max_steps=30,
+        max_length=128,
+        learning_rate=1e-2,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=10,
+        use_cpu=True,
+    ),
+}
+LORA_SETTINGS = dict(
+    r=8,
+    lora_alpha=8,
+    lora_dropout=0.1,
+    bias="none",
+    task_type="CAUSAL_LM",
+    target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+)
+
+
+def _check_names(overrides: dict, cls: type, where: str) -> None:
+    """Raise a TypeError naming any override that is not a field of the dataclass cls."""
+    unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+    if unknown:
+        hints = "".join(f" '{k}' is now '{RENAMED[k]}'." for k in unknown if k in RENAMED)
+        raise TypeError(f"{where} got unknown setting(s) {unknown}: use {cls.__name__}'s field names.{hints}")
+
+
+def lora_kwargs(**overrides) -> dict:
+    """Return the keyword arguments lora_config passes to LoraConfig: the post's, then overrides."""
+    _check_names(overrides, LoraConfig, "lora_config")
+    return {**LORA_SETTINGS, **overrides}
+
+
+def lora_config(**overrides) -> LoraConfig:
+    """Return the post's LoRA config (r=8, alpha=8, dropout 0.1, q/k/v/o projections), with overrides."""
+    return LoraConfig(**lora_kwargs(**overrides))
+
+
+def output_dir(rt: Runtime | None = None) -> Path:
+    """Return where checkpoints go: Drive on Colab if mounted, /kaggle/working on Kaggle, else local."""
+    rt = rt or detect()
+    if rt.platform == "colab" and DRIVE.is_dir():
+        return DRIVE / "qlora-course"
+    if rt.platform == "kaggle":
+        return KAGGLE_WORKING / "qlora-course"
+    return Path(os.environ.get("COURSE_OUTPUT_DIR") or "outputs")
+
+
+_course_output_dir = output_dir  # the functions below take a parameter named output_dir
+
+
+def sft_kwargs(preset: str = "t4", output_dir: str | os.PathLike | None = None, rt: Runtime | None = None,
+               **overrides) -> dict:
+    """Return the keyword arguments sft_config passes to SFTConfig for a preset, runtime and overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}.")
+    _check_names(overrides, SFTConfig, "sft_config")
+    rt = rt or detect()
+    folder = output_dir if output_dir is not None else _course_output_dir(rt) / preset
+    # Mixed precision follows the hardware: fp16 on a T4, bf16 from Ampere on, neither on a CPU.
+    precision = dict(fp16=rt.dtype == torch.float16, bf16=rt.dtype == torch.bfloat16)
+    return {**POST_SETTINGS, **PRESETS[preset], **precision, "output_dir": str(folder), **overrides}
+
+
+def sft_config(preset: str = "t4", output_dir: str | os.PathLike | None = None, rt: Runtime | None = None,
+               **overrides) -> SFTConfig:
+    """Return the trl SFTConfig of a preset ("t4", "t4_fast", "smoke") for the runtime, with overrides."""
+    return SFTConfig(**sft_kwargs(preset, output_dir, rt, **overrides))
+
+
+class LossRecorder(TrainerCallback):
+    """Record (step, loss) at each log; with live=True redraw a loss plot in the notebook as it trains."""
+
+    def __init__(self, live: bool = False):
+        self.history: list[tuple[int, float]] = []
+        self.live = live
+        self._figure = self._handle = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.history.append((state.global_step, float(logs["loss"])))
+            if self.live:
+                self._redraw()
+
+    def _redraw(self) -> None:
+        """Draw the losses so far into one notebook output that is updated in place."""
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        if self._figure is None:
+            self._figure, ax = plt.subplots(figsize=(6, 3))
+            self._handle = display(self._figure, display_id=True)
+        ax = self._figure.axes[0]
+        ax.clear()
+        ax.plot(*zip(*self.history), marker=".")
+        ax.set(xlabel="step", ylabel="training loss", title="Training loss")
+        self._handle.update(self._figure)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._figure is not None:
+            import matplotlib.pyplot as plt
+
+            # The display handle keeps the last drawing; closing stops the figure being shown a second time.
+            plt.close(self._figure)
+            self._figure = None
+
+
+class NonFiniteLossGuard(TrainerCallback):
+    """Stop training at the first NaN or inf loss and say what to change."""
+
+    def __init__(self):
+        self.message: str | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self.message = (
+                f"Training stopped: the loss became {loss} at step {state.global_step}. In fp16, Gemma's "
+                "activations can overflow. Try, in order: bf16 instead of fp16 if the GPU supports it (Ampere or "
+                "newer: A100, L4); a lower learning_rate (e.g. 1e-4 or 5e-5); max_grad_norm=0.3; and keep the "
+                "unquantized weights (embedding, norms) in fp32, as load_model does under fp16."
+            )
+            print(self.message)
+            control.should_training_stop = True
+
+
+def make_trainer(model, tokenizer, train_dataset, eval_dataset=None, preset: str = "t4",
+                 output_dir: str | os.PathLike | None = None, rt: Runtime | None = None, peft_config=None,
+                 live: bool = False, **overrides) -> SFTTrainer:
+    """Return an SFTTrainer for QLoRA: the post's template, LoRA and preset, a loss recorder and a NaN guard."""
+    check_columns(train_dataset)
+    return SFTTrainer(
+        model=model,
+        args=sft_config(preset, output_dir, rt, **overrides),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config or lora_config(),
+        formatting_func=format_prompt,
+        callbacks=[LossRecorder(live=live), NonFiniteLossGuard()],
+    )
+
+
+def recorder(trainer: SFTTrainer) -> LossRecorder:
+    """Return the trainer's LossRecorder (its .history holds (step, loss) pairs)."""
+    return next(c for c in trainer.callback_handler.callbacks if isinstance(c, LossRecorder))
+
+
+def latest_checkpoint(folder: str | os.PathLike) -> str | None:
+    """Return the newest checkpoint-N folder inside folder, or None when there is none."""
+    return get_last_checkpoint(folder) if os.path.isdir(folder) else None
+
+
+def train(trainer: SFTTrainer, resume: bool = True):
+    """Train, resuming from the newest checkpoint in the output folder when there is one."""
+    checkpoint = latest_checkpoint(trainer.args.output_dir) if resume else None
+    if checkpoint:
+        print(f"Resuming from {checkpoint} (pass resume=False or use a new output_dir to start over).")
+    try:
+        return trainer.train(resume_from_checkpoint=checkpoint)
+    except torch.OutOfMemoryError as e:
+        raise torch.OutOfMemoryError(
+            "The GPU ran out of memory while training. Shrink, in this order: per_device_train_batch_size "
+            "(raise gradient_accumulation_steps to keep the same effective batch), max_length, the LoRA r; keep "
+            "gradient_checkpointing=True; then restart the runtime so the failed run frees its memory."
+        ) from e

@@ -1,0 +1,294 @@
+"""The course in a real browser: JupyterLab 4 driven by Debian's headless Chromium via Playwright.
+
+A headless executor cannot see what a learner sees: a widget that never renders, a plot that does
+not follow its slider, a cell that waits for input. These tests copy a notebook into a temporary
+folder, open it in a JupyterLab served on 127.0.0.1 (a free port, a random token), run all cells
+from the Run menu and look at the page. Screenshots land in build/screenshots/.
+"""
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed: `.venv/bin/pip install -r requirements-dev.txt`")
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+SCREENSHOTS = ROOT / "build" / "screenshots"
+# Playwright cannot download its own browser here (no network), so it drives Debian's chromium;
+# these flags keep that browser from phoning home or needing a GPU or a sandbox.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1400, "height": 1000}
+# User settings for a clean, fully rendered page: no news or update toasts over the notebook, and
+# every cell attached to the DOM (the default windowing skips off-screen cells).
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                         "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+}
+# What a learner sees instead of a widget when the widget manager is missing or broken.
+WIDGET_FAILURE = re.compile(r"Loading widget|Error displaying widget|\b(IntSlider|interactive)\(")
+TRACEBACK = "Traceback (most recent call last)"
+
+# One look at the open notebook: the kernel's status (toolbar indicator and status bar; the indicator
+# alone says "idle" before any kernel is attached), queued cells ([*]), code cells not run, input
+# prompts, tracebacks and the text of every output.
+NOTEBOOK_STATE_JS = """() => {
+  const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+  const cells = [...panel.querySelectorAll('.jp-CodeCell')];
+  const prompt = c => c.querySelector('.jp-InputArea-prompt')?.textContent ?? '';
+  const source = c => c.querySelector('.cm-content')?.innerText.trim() ?? '';
+  const stderr = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]';
+  return {
+    status: panel.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status ?? 'missing',
+    kernel: document.querySelector('.jp-StatusBar-TextItem[title^="Change kernel"]')?.textContent ?? '',
+    queued: cells.filter(c => prompt(c).includes('*')).length,
+    unrun: cells.filter(c => source(c) && !/\\[\\d+\\]/.test(prompt(c))).length,
+    stdin: panel.querySelectorAll('.jp-Stdin').length,
+    errors: [...panel.querySelectorAll(stderr)].map(e => e.innerText).filter(t => t.includes('%s')),
+    outputs: [...panel.querySelectorAll('.jp-OutputArea-output')].map(e => e.innerText),
+  };
+}""" % TRACEBACK
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab server: where it listens, its token and its notebook folder."""
+    url: str
+    token: str
+    root: Path
+    log: Path
+    process: subprocess.Popen
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(lab: Lab, path: str, method: str = "GET"):
+    """Call the server's REST API with the token; the decoded JSON answer, or None when empty."""
+    request = urllib.request.Request(f"{lab.url}{path}", method=method,
+                                     headers={"Authorization": f"token {lab.token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def log_tail(lab: Lab, chars: int = 3000) -> str:
+    """The end of the server's log, for failure messages."""
+    return lab.log.read_text(errors="replace")[-chars:]
+
+
+def start_lab(base: Path) -> Lab:
+    """Start JupyterLab on 127.0.0.1 with a random token, serving base/"notebooks" in smoke mode."""
+    root, home = base / "notebooks", base / "jupyter-home"
+    root.mkdir()
+    for name, value in LAB_SETTINGS.items():
+        path = home / "lab-settings" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # inline plots, as in the course
+    env.update(COURSE_MODE="smoke", COURSE_OUTPUT_DIR=str(base / "outputs"),
+               JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+               JUPYTERLAB_SETTINGS_DIR=str(home / "lab-settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"), IPYTHONDIR=str(home / "ipython"))
+    port, token, log = free_port(), secrets.token_hex(24), base / "jupyterlab.log"
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+               f"--ServerApp.root_dir={root}", "--ServerApp.allow_root=True", "--LabApp.news_url=None",
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+               "--LabApp.extension_manager=readonly"]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    lab = Lab(f"http://127.0.0.1:{port}", token, root, log, process)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"JupyterLab exited with code {process.returncode}:\n{log_tail(lab)}")
+        try:
+            api(lab, "/api/status")
+            return lab
+        except OSError:
+            time.sleep(0.5)
+    stop_lab(lab)
+    pytest.fail(f"JupyterLab did not answer within 90 s:\n{log_tail(lab)}")
+
+
+def stop_lab(lab: Lab) -> None:
+    """Stop the server; it shuts its kernels down on SIGTERM."""
+    lab.process.terminate()
+    try:
+        lab.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        lab.process.kill()
+        lab.process.wait()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """One JupyterLab server for the module; stopped at the end whatever happens."""
+    server = start_lab(tmp_path_factory.mktemp("lab"))
+    yield server
+    stop_lab(server)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, driven by Playwright; skips with the reason when it is missing."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.skip("chromium is not installed (no `chromium` on PATH): run `apt-get install chromium` "
+                    "as root (.ci/run does this in CI)")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, lab):
+    """A fresh browser page; afterwards the page closes and the kernels it started shut down."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(30_000)
+    yield context.new_page()
+    context.close()
+    for session in api(lab, "/api/sessions"):
+        api(lab, f"/api/sessions/{session['id']}", method="DELETE")
+
+
+def menu(page, title: str, command: str) -> None:
+    """Click a command in JupyterLab's menu bar, as a learner would."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{title}$")).click()
+    page.locator(f'.lm-Menu-item[data-command="{command}"]').click()
+
+
+def open_notebook(page, lab: Lab, source: Path):
+    """Copy a notebook into the server's folder, open it and wait for an idle kernel; the panel."""
+    shutil.copy(source, lab.root / source.name)
+    page.goto(f"{lab.url}/lab/tree/{source.name}?reset&token={lab.token}")
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    panel.wait_for(timeout=120_000)
+    wait_until_idle(page, 120)
+    menu(page, "View", "filebrowser:toggle-main")  # hides the file browser: more room for the notebook in screenshots
+    return panel
+
+
+def notebook_state(page) -> dict:
+    """What the open notebook shows now (see NOTEBOOK_STATE_JS)."""
+    return page.evaluate(NOTEBOOK_STATE_JS)
+
+
+def wait_until_idle(page, timeout_s: float, done=lambda state: True) -> dict:
+    """Poll until the kernel is idle, no cell is queued and done(state) holds twice in a row."""
+    deadline, previous = time.monotonic() + timeout_s, False
+    while time.monotonic() < deadline:
+        state = notebook_state(page)
+        if state["stdin"]:
+            return state
+        idle = state["status"] == "idle" and re.fullmatch(r"(?!No Kernel).+ \| Idle", state["kernel"])
+        settled = idle and not state["queued"] and done(state)
+        if settled and previous:
+            return state
+        previous = settled
+        page.wait_for_timeout(500)
+    state = notebook_state(page)
+    page.screenshot(path=SCREENSHOTS / "timeout.png")
+    pytest.fail(f"the notebook did not settle within {timeout_s} s (screenshot build/screenshots/timeout.png): "
+                f"{ {k: v for k, v in state.items() if k != 'outputs'} }")
+
+
+def run_all(page, timeout_s: float) -> dict:
+    """Run > Run All Cells, then wait until every cell ran, one failed or one waits for input."""
+    menu(page, "Run", "runmenu:run-all")
+    return wait_until_idle(page, timeout_s, lambda s: not s["unrun"] or s["errors"])
+
+
+def assert_ran_cleanly(state: dict) -> None:
+    """Every code cell ran, none raised, none waits for input, every widget rendered."""
+    assert not state["stdin"], "a cell waits for input (input() or getpass()); the notebook must not block"
+    assert not state["errors"], "a cell raised:\n" + "\n\n".join(state["errors"])
+    assert not state["unrun"], f"{state['unrun']} code cells did not run"
+    broken = [text for text in state["outputs"] if WIDGET_FAILURE.search(text)]
+    assert not broken, f"a widget did not render; the page shows: {broken}"
+
+
+def image_sources(locator) -> list[str]:
+    """The src (a data: URI of the PNG) of every image output inside the locator."""
+    return locator.locator(".jp-OutputArea-output img").evaluate_all("imgs => imgs.map(i => i.src)")
+
+
+def cell_showing(panel, text: str):
+    """The first code cell whose outputs show text; fails saying which output is missing."""
+    cell = panel.locator(".jp-CodeCell").filter(has=panel.locator(".jp-OutputArea-output", has_text=text)).first
+    assert cell.count(), f"no cell shows {text!r}"
+    return cell
+
+
+def screenshot(page, target, name: str) -> Path:
+    """Scroll target to the top of the notebook and save the whole page as build/screenshots/<name>."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    target.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)  # let the scroll and any image decode settle before the capture
+    path = SCREENSHOTS / name
+    page.screenshot(path=path)
+    return path
+
+
+def test_harness_sees_a_failing_cell_and_an_unrendered_widget(page, lab, tmp_path):
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in (
+        # The text a learner sees in place of a slider when the widget manager is missing.
+        'from IPython.display import display\ndisplay({"text/plain": "IntSlider(value=4)"}, raw=True)',
+        "raise ValueError('boom')",
+        "print('never runs')",
+    )]
+    nbformat.write(nb, tmp_path / "failing.ipynb")
+    open_notebook(page, lab, tmp_path / "failing.ipynb")
+    state = run_all(page, timeout_s=120)
+    assert len(state["errors"]) == 1 and "ValueError: boom" in state["errors"][0]
+    assert state["unrun"] == 1, "Run All stops at the failing cell"
+    with pytest.raises(AssertionError, match="a cell raised"):
+        assert_ran_cleanly(state)
+    with pytest.raises(AssertionError, match="a widget did not render"):
+        assert_ran_cleanly({**state, "errors": [], "unrun": 0})
+
+
+
+def test_05_shows_the_loss_plot_and_the_generations_in_smoke_mode(page, lab):
+    panel = open_notebook(page, lab, NOTEBOOKS / "05_gemma_qlora_t4.ipynb")
+    assert_ran_cleanly(run_all(page, timeout_s=240))
+
+    # The live plot is one output that the training callback redraws in place, not one per log.
+    training = cell_showing(panel, "trained to step")
+    assert len(image_sources(training)) == 1, "the live loss plot should be one image, updated in place"
+    loss = cell_showing(panel, "eval loss: before")
+    assert image_sources(loss), "the loss plot after training is not shown"
+    assert loss.locator("img").first.evaluate("i => i.complete && i.naturalWidth > 100")
+
+    table = panel.locator(".jp-OutputArea-output table", has=page.locator("th", has_text="after training")).first
+    assert table.count(), "the table of answers before and after training is not shown"
+    headers = table.locator("th").all_inner_texts()
+    assert {"instruction", "before training", "after training", "reference"} <= set(headers), headers
+    assert table.locator("tbody tr").count() >= 1, "the answers table has no rows"
+
+    screenshot(page, table, "05_gemma_qlora_t4_generations.png")
+    screenshot(page, loss, "05_gemma_qlora_t4_loss.png")

@@ -1,0 +1,91 @@
+"""Runtime detection on faked Colab, Kaggle and CPU machines."""
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from helpers import runtime
+
+PLATFORM_VARS = ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "COURSE_MODE")
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Return a function that fakes the GPUs (name, memory GiB, capability) and the host environment."""
+    for var in PLATFORM_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+
+    def fake(count=0, name="Tesla T4", memory_gib=15.0, capability=(7, 5), env=None):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
+        props = SimpleNamespace(total_memory=int(memory_gib * 1024**3))
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: props)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: capability)
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+
+    return fake
+
+
+def test_cpu_machine_is_local_smoke_fp32_on_cpu(machine, capsys):
+    machine(count=0)
+    rt = runtime.setup()
+    assert (rt.platform, rt.mode, rt.dtype, rt.device_map) == ("local", "smoke", torch.float32, {"": "cpu"})
+    assert (rt.gpu_count, rt.gpu_name, rt.compute_capability) == (0, None, None)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    assert out.startswith("Smoke mode: no GPU found") and "COURSE_MODE=full" in out
+
+
+def test_colab_t4_is_full_fp16_on_gpu0(machine):
+    machine(count=1, name="Tesla T4", memory_gib=15.0, capability=(7, 5), env={"COLAB_RELEASE_TAG": "release"})
+    rt = runtime.detect()
+    assert (rt.platform, rt.mode, rt.dtype, rt.device_map) == ("colab", "full", torch.float16, {"": 0})
+    assert (rt.gpu_name, rt.gpu_memory_gb, rt.compute_capability) == ("Tesla T4", 15.0, (7, 5))
+    line = runtime.describe(rt)
+    assert "Colab" in line and "Tesla T4" in line and "fp16" in line and "7.5" in line
+
+
+def test_colab_module_alone_means_colab(machine, monkeypatch):
+    machine(count=1)
+    monkeypatch.setitem(sys.modules, "google.colab", SimpleNamespace())
+    assert runtime.detect().platform == "colab"
+
+
+def test_kaggle_two_t4s_pin_one_gpu_and_say_why(machine):
+    machine(count=2, env={"KAGGLE_KERNEL_RUN_TYPE": "Interactive"})
+    rt = runtime.detect()
+    assert (rt.platform, rt.gpu_count, rt.device_map, rt.dtype) == ("kaggle", 2, {"": 0}, torch.float16)
+    line = runtime.describe(rt)
+    assert "GPU 0 of 2" in line and "split across devices cannot be trained" in line
+
+
+def test_ampere_gets_bf16(machine):
+    machine(count=1, name="NVIDIA A100-SXM4-40GB", memory_gib=39.4, capability=(8, 0))
+    rt = runtime.detect()
+    assert (rt.platform, rt.mode, rt.dtype) == ("local", "full", torch.bfloat16)
+    assert "bf16" in runtime.describe(rt)
+
+
+def test_course_mode_smoke_on_a_gpu_runs_on_cpu(machine):
+    machine(count=1, env={"COURSE_MODE": "smoke"})
+    rt = runtime.detect()
+    assert (rt.mode, rt.dtype, rt.device_map) == ("smoke", torch.float32, {"": "cpu"})
+    assert "COURSE_MODE=smoke" in runtime.describe(rt)
+
+
+def test_course_mode_full_without_gpu_says_it_will_fail(machine):
+    machine(count=0, env={"COURSE_MODE": "FULL"})
+    rt = runtime.detect()
+    assert rt.mode == "full"
+    assert "no GPU found" in runtime.describe(rt)
+
+
+def test_bad_course_mode_is_a_clear_error(machine):
+    machine(count=0, env={"COURSE_MODE": "fast"})
+    with pytest.raises(ValueError, match=r"COURSE_MODE='fast'.*'smoke'.*'full'"):
+        runtime.detect()
