@@ -15,7 +15,7 @@ import torch
 
 from helpers import quant
 
-REPEATS = 15
+REPEATS = 11
 
 
 def _median_ms(pairs: dict[str, tuple], repeats: int) -> dict[str, float]:

@@ -189,7 +189,8 @@ def main(argv: list[str]) -> int:
         r["projection"] = project_epoch(r, n_params, epoch_tokens, peak_tflops(gpu))
     report = dict(gpu=gpu, date=datetime.date.today().isoformat(), torch=torch.__version__,
                   weights_measured_bytes=memory.measured_bytes(model),
-                  weights_predicted_bytes=memory.model_bytes(config, quant="nf4", double_quant=True),
+                  weights_predicted_bytes=memory.model_bytes(config, quant="nf4", double_quant=True,
+                                                           dtype=loading.storage_dtype(rt)),
                   presets=results)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9]+", "_", gpu).strip("_")

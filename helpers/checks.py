@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from helpers import quant
+from helpers import memory, quant
 
 
 def check(name: str, ok: bool | None, hint: str) -> bool:
@@ -79,6 +79,27 @@ def check_nf4_bytes(answer: object, shape: tuple[int, ...] = (2048, 2048), block
     return check("Exercise 3: bytes of a 4-bit matrix", _matches(answer, expected),
                  f"two codes per byte, plus one 4-byte fp32 absmax per block of {blocksize} weights.")
 
+
+def check_dq_bits(answer: object, blocksize: int = 128, blocksize2: int = 256) -> bool:
+    """Notebook 03, exercise 1: constant bits per parameter with double quantization."""
+    expected = torch.tensor(memory.constant_bits_per_param(blocksize, double_quant=True, blocksize2=blocksize2))
+    return check("Exercise 1: double quantization, blocks of 128", _matches(answer, expected, 1e-9),
+                 f"an 8-bit constant per {blocksize} weights, plus an fp32 constant per {blocksize2} of those.")
+
+
+def check_lora_params(answer: object, config: object, r: int = 8) -> bool:
+    """Notebook 03, exercise 2: LoRA parameters (rank r on q, k, v, o) of the model `config` describes."""
+    expected = torch.tensor(memory.lora_params(config, r=r))
+    return check("Exercise 2: LoRA parameters of Gemma-2B", _matches(answer, expected),
+                 f"each adapted layer h -> o adds r * (h + o) = {r} * (h + o); k and v map 2048 -> 256; "
+                 "count q, k, v, o in every layer.")
+
+
+def check_c1_field(answer: object) -> bool:
+    """Notebook 03, exercise 3: the quant_state field that holds the paper's c1 (second-level fp32 constants)."""
+    ok = None if answer is None else str(answer).strip().removeprefix("quant_state.") == "state2.absmax"
+    return check("Exercise 3: which constant is c1", ok,
+                 "c1 is the fp32 constant of the *second* quantization: look inside quant_state.state2.")
 
 # ----------------------------------------------------------------------------- notebooks 04-05
 

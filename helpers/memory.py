@@ -1,4 +1,4 @@
-"""Memory arithmetic for QLoRA: constant overhead per parameter, model bytes from a config, measured bytes of a loaded model, LoRA and training memory."""
+"""Memory arithmetic for QLoRA: constants per parameter, model bytes from a config or a loaded model, LoRA, training."""
 
 import itertools
 import math
@@ -27,18 +27,18 @@ def constant_bits_per_param(blocksize: int = 64, double_quant: bool = False, blo
     return 8 / blocksize + 32 / (blocksize * blocksize2)
 
 
-def _meta_model(config) -> nn.Module:
-    """The causal LM that `config` describes, in bfloat16 on the meta device: shapes and dtypes, no memory."""
+def _meta_model(config, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """The causal LM that `config` describes, in `dtype` on the meta device: shapes and dtypes, no memory."""
     from transformers import AutoModelForCausalLM, PretrainedConfig
 
     if not isinstance(config, PretrainedConfig):
         raise TypeError(f"config must be a transformers config such as GemmaConfig(...), got {type(config).__name__}")
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        return AutoModelForCausalLM.from_config(config, dtype=dtype)
 
 
 def _quantized_linears(model: nn.Module) -> list[nn.Module]:
-    """The layers transformers' bitsandbytes integration turns into Linear4bit (its own skip rules: lm_head, tied weights)."""
+    """The layers transformers' bitsandbytes integration turns into Linear4bit (its skip rules: lm_head, tied)."""
     from transformers.pytorch_utils import Conv1D
     from transformers.quantizers.base import HfQuantizer
     from transformers.quantizers.quantizers_utils import should_convert_module
@@ -61,10 +61,11 @@ def _4bit_weight_bytes(n: int, blocksize: int, double_quant: bool) -> int:
     return packed + blocks + 4 * math.ceil(blocks / 256) + 4 + 256 * 4 + code
 
 
-def model_bytes(config, quant: str | None = None, double_quant: bool = False, blocksize: int = 64) -> int:
-    """Bytes of the causal LM `config` describes, computed on the meta device: bf16, or 4-bit nn.Linear layers with `quant`.
+def model_bytes(config, quant: str | None = None, double_quant: bool = False, blocksize: int = 64,
+                dtype: torch.dtype = torch.bfloat16) -> int:
+    """Bytes of the causal LM `config` describes, on the meta device: bf16, or nn.Linear layers in 4 bit with `quant`.
 
-    quant=None: every parameter and buffer at its bf16 (buffers: their own) size. quant="nf4"/"fp4":
+    quant=None: parameters in bf16, buffers in their own dtype (Gemma's rotary tables are fp32). quant="nf4"/"fp4":
     the layers transformers quantizes (every nn.Linear except lm_head and tied weights) take what
     bitsandbytes allocates: the packed 4-bit codes, and per layer its quant_state: fp32 absmax per block,
     or with double quantization uint8 absmax, fp32 absmax per 256 blocks, the fp32 offset and the 256-entry
@@ -72,11 +73,24 @@ def model_bytes(config, quant: str | None = None, double_quant: bool = False, bl
     This is exactly measured_bytes() of the model loaded on the CPU with BitsAndBytesConfig. For Gemma-2B
     the codes, offsets and buffers add 9,090 B to facts.md's NF4 number (2,163,504,002 B in all) and 138,618 B
     to its NF4+DQ number (2,071,220,090 B), and its buffers add 1,026 B in bf16 (5,012,345,858 B).
+    `dtype` is what the parameters that stay unquantized are stored in: 16-bit by default; fp32 where the
+    course loads under fp16 compute (helpers.loading.storage_dtype), which keeps Gemma's residual stream in fp32.
     """
+    _check_quant(quant)
+    _check_positive("blocksize", blocksize)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch dtype such as torch.bfloat16, got {dtype!r}")
+    return _model_bytes(_meta_model(config, dtype), quant, double_quant, blocksize)
+
+
+def _check_quant(quant: str | None) -> None:
+    """Raise unless `quant` is None, "nf4" or "fp4"."""
     if quant not in (None, *QUANT_TYPES):
         raise ValueError(f"quant must be None (16-bit), 'nf4' or 'fp4', got {quant!r}")
-    _check_positive("blocksize", blocksize)
-    model = _meta_model(config)
+
+
+def _model_bytes(model: nn.Module, quant: str | None, double_quant: bool, blocksize: int) -> int:
+    """model_bytes of a model already built on the meta device."""
     quantized = set() if quant is None else {id(module.weight) for module in _quantized_linears(model)}
     total = 0
     for tensor in itertools.chain(model.parameters(), model.buffers()):
@@ -115,10 +129,11 @@ def _lora_targets(model: nn.Module, target_modules: Sequence[str] | str) -> list
         output = model.get_output_embeddings()
         return [m for m in model.modules() if isinstance(m, nn.Linear) and m is not output]
     if isinstance(target_modules, str) or not all(isinstance(t, str) for t in target_modules):
-        raise TypeError('target_modules must be a sequence of module names such as ("q_proj", "v_proj") or "all-linear"')
-    found = [m for name, m in model.named_modules() if isinstance(m, nn.Linear) and name.split(".")[-1] in target_modules]
+        raise TypeError('target_modules must be module names such as ("q_proj", "v_proj"), or "all-linear"')
+    linears = [(name.split(".")[-1], m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    found = [m for name, m in linears if name in target_modules]
     if not found:
-        names = sorted({name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
+        names = sorted({name for name, _ in linears})
         raise ValueError(f"no linear layer is named any of {tuple(target_modules)}; this model has {names}")
     return found
 
@@ -126,7 +141,12 @@ def _lora_targets(model: nn.Module, target_modules: Sequence[str] | str) -> list
 def lora_params(config, r: int = 8, target_modules: Sequence[str] | str = ATTENTION) -> int:
     """Trainable LoRA parameters: r * (in_features + out_features) for every targeted linear layer."""
     _check_positive("r", r)
-    return sum(r * (m.in_features + m.out_features) for m in _lora_targets(_meta_model(config), target_modules))
+    return _lora_params(_meta_model(config), r, target_modules)
+
+
+def _lora_params(model: nn.Module, r: int, target_modules: Sequence[str] | str) -> int:
+    """lora_params of a model already built on the meta device."""
+    return sum(r * (m.in_features + m.out_features) for m in _lora_targets(model, target_modules))
 
 
 def training_memory(
@@ -137,7 +157,7 @@ def training_memory(
     target_modules: Sequence[str] | str = ATTENTION,
     optimizer: str = "adamw32",
 ) -> dict[str, int]:
-    """Bytes of a LoRA/QLoRA run by part: frozen "weights", fp32 "lora" adapters, their "gradients" and "optimizer" state.
+    """Bytes of a LoRA/QLoRA run by part: frozen "weights", fp32 "lora" adapters, "gradients", "optimizer" state.
 
     The adapters are float32 (peft upcasts them on a 16-bit or 4-bit base), so are their gradients.
     AdamW keeps two states per trainable parameter: 8 B in 32 bit ("adamw32", paged or not), 2 B with
@@ -146,9 +166,12 @@ def training_memory(
     """
     if optimizer not in OPTIMIZER_BYTES:
         raise ValueError(f"optimizer must be one of {tuple(OPTIMIZER_BYTES)}, got {optimizer!r}")
-    trainable = lora_params(config, r=r, target_modules=target_modules)
+    _check_quant(quant)
+    _check_positive("r", r)
+    model = _meta_model(config)
+    trainable = _lora_params(model, r, target_modules)
     return {
-        "weights": model_bytes(config, quant=quant, double_quant=double_quant),
+        "weights": _model_bytes(model, quant, double_quant, blocksize=64),
         "lora": 4 * trainable,
         "gradients": 4 * trainable,
         "optimizer": OPTIMIZER_BYTES[optimizer] * trainable,

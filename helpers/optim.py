@@ -23,7 +23,7 @@ BLOCKSIZE_8BIT = 256
 
 
 def make_optimizer(name: str, params: Iterable[torch.Tensor], lr: float = 2e-4) -> torch.optim.Optimizer:
-    """Build the optimizer transformers would build for `optim=name` (AdamW variants only)."""
+    """Build the AdamW variant that transformers picks for `optim=name`, with the library defaults but lr."""
     if name not in OPTIMIZERS:
         raise ValueError(f"name must be one of {sorted(OPTIMIZERS)}, got {name!r}")
     return OPTIMIZERS[name](params, lr=lr)
@@ -56,10 +56,14 @@ def paged_state_bytes(optimizer: torch.optim.Optimizer) -> int:
                for v in state.values() if torch.is_tensor(v) and getattr(v, "is_paged", False))
 
 
-def predicted_state_bytes(numels: Iterable[int], name: str) -> int:
-    """State bytes an AdamW variant will allocate for parameters of these sizes, from bitsandbytes' rules."""
+def predicted_state_bytes(numels: Iterable[int], name: str, param_dtype: torch.dtype = torch.float32) -> int:
+    """State bytes an AdamW variant will allocate for parameters of these sizes and dtype, from the libraries' rules."""
     if name not in OPTIMIZERS:
         raise ValueError(f"name must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    if not param_dtype.is_floating_point:
+        raise TypeError(f"param_dtype must be a floating dtype such as torch.bfloat16, got {param_dtype}")
+    # PyTorch keeps m and v in the parameter's dtype; bitsandbytes' 32-bit path always in fp32.
+    state_size = param_dtype.itemsize if name == "adamw_torch" else 4
     total, any_8bit = 0, False
     for n in numels:
         if name.endswith("8bit") and n >= MIN_8BIT_SIZE:
@@ -67,7 +71,7 @@ def predicted_state_bytes(numels: Iterable[int], name: str) -> int:
             total += 2 * n + 2 * 4 * math.ceil(n / BLOCKSIZE_8BIT)
             any_8bit = True
         else:
-            total += 2 * 4 * n
+            total += 2 * state_size * n
     # the two 256-entry fp32 quantization maps, shared by every 8-bit parameter
     return total + (2 * 256 * 4 if any_8bit else 0)
 
@@ -118,7 +122,7 @@ def _free_cuda() -> None:
     torch.cuda.empty_cache()
 
 
-def paging_demo(hidden: int = 4096, layers: int = 4, short_len: int = 512, long_len: int = 8192,
+def paging_demo(hidden: int = 4096, layers: int = 8, short_len: int = 512, long_len: int = 8192,
                 device: int = 0) -> dict:
     """On a CUDA GPU: a short then a long batch, measured without a cap, then plain vs paged AdamW under a cap."""
     if not torch.cuda.is_available():

@@ -2,6 +2,8 @@
 
 import torch
 
+from helpers.runtime import cpu_threads
+
 HEADER = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request."
@@ -42,7 +44,7 @@ def generate(model, tokenizer, prompts: str | list[str], max_new_tokens: int = 6
     try:
         batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
         settings = {"do_sample": False, "use_cache": True, "pad_token_id": tokenizer.pad_token_id, **kw}
-        with torch.no_grad():
+        with torch.no_grad(), cpu_threads(model.device):
             out = model.generate(**batch, max_new_tokens=max_new_tokens, **settings)
     finally:
         tokenizer.padding_side = padding_side

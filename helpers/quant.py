@@ -12,6 +12,9 @@ import torch
 from scipy.stats import norm
 
 BLOCKSIZES_4BIT = (32, 64, 128, 256, 512, 1024, 2048, 4096)
+# bitsandbytes dequantizes int8 by multiplying with this float 1/127 (not dividing by 127): we do the same
+# so that our values are equal to its, not just close.
+INV_127 = 7.874015718698502e-3
 
 
 def _check_values(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -31,7 +34,7 @@ def _check_values(x: torch.Tensor, name: str) -> torch.Tensor:
 def _check_finite(absmax: torch.Tensor, name: str) -> None:
     """Raise if a block's absmax is NaN or inf, which means the input held NaN or inf."""
     if not torch.isfinite(absmax).all():
-        raise ValueError(f"{name} contains NaN or inf: remove or replace them (e.g. torch.nan_to_num) before quantizing")
+        raise ValueError(f"{name} contains NaN or inf: replace them (e.g. torch.nan_to_num) before quantizing")
 
 
 def _check_blocksize(blocksize: int, smallest: int) -> None:
@@ -42,12 +45,13 @@ def _check_blocksize(blocksize: int, smallest: int) -> None:
         raise ValueError(f"blocksize must be a power of two from {smallest} to 4096, got {blocksize}")
 
 
-def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
+def _check_shape(shape: Sequence[int] | int) -> tuple[int, ...]:
     """Return `shape` as a tuple after checking it holds positive ints."""
-    shape = tuple(shape)
-    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise ValueError(f"shape must be a non-empty sequence of positive ints, got {shape}")
-    return shape
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, Sequence) or not all(type(s) is int and s > 0 for s in shape):
+        raise ValueError(f"shape must be a sequence of positive ints such as x.shape, got {shape!r}")
+    return tuple(shape)
 
 
 def _check_dtype(dtype: torch.dtype) -> None:
@@ -126,7 +130,7 @@ def absmax_dequantize(q: torch.Tensor, absmax: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"absmax has shape {tuple(absmax.shape)}; for q of shape {tuple(q.shape)} it must be "
                          f"a scalar or {tuple(q.shape[:-1])} (one per row)")
     scale = absmax.float() if absmax.dim() == 0 else absmax.float().unsqueeze(-1)
-    return q * scale * 7.874015718698502e-3
+    return q * scale * INV_127
 
 
 def blockwise_quantize(x: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,14 +146,15 @@ def blockwise_dequantize(
 ) -> torch.Tensor:
     """Undo blockwise_quantize and reshape to `shape`."""
     _check_blocksize(blocksize, smallest=2)
-    shape, n = _check_shape(shape), math.prod(shape)
+    shape = _check_shape(shape)
+    n = math.prod(shape)
     _check_dtype(dtype)
     if not isinstance(q, torch.Tensor) or q.dtype != torch.int8:
         raise TypeError(f"q must be the int8 tensor from blockwise_quantize, got {getattr(q, 'dtype', type(q))}")
     if q.numel() != n:
         raise ValueError(f"q has {q.numel()} values but shape {shape} needs {n}")
     _check_constants(absmax, n, blocksize)
-    values = _scale_blocks_(q.reshape(-1).float(), absmax.float(), blocksize).mul_(7.874015718698502e-3)
+    values = _scale_blocks_(q.reshape(-1).float(), absmax.float(), blocksize).mul_(INV_127)
     return values.to(dtype).reshape(shape)
 
 
@@ -163,10 +168,9 @@ def normal_float_code(bits: int = 4) -> torch.Tensor:
     if not 2 <= bits <= 8:
         raise ValueError(f"bits must be from 2 to 8, got {bits}")
     half = 2 ** (bits - 1)
-    # The outermost quantile sits halfway between 1 - 1/(2(2^k - 1)) and 1 - 1/(2 * 2^k), i.e. where the
-    # quantiles of a symmetric (2^k - 1)-level and a 2^k-level type would put it. bitsandbytes writes it
-    # with 7 decimals (0.9677083 for k=4) and spaces the quantiles in float32: both are needed to get its
-    # table bit for bit.
+    # The outermost quantile is the mean of 1 - 1/(2(2^k - 1)) and 1 - 1/(2 * 2^k): 0.96770833 for k=4.
+    # bitsandbytes writes it with 7 decimals (0.9677083) and spaces the quantiles in float32; both are
+    # needed to get its table bit for bit (float64 throughout is off by up to 3e-7).
     offset = round((1 - 1 / (2 * (2**bits - 1)) + 1 - 1 / (2 * 2**bits)) / 2, 7)
     positive = norm.ppf(torch.linspace(offset, 0.5, half + 1)[:-1].numpy())
     negative = -norm.ppf(torch.linspace(offset, 0.5, half)[:-1].numpy())
@@ -175,9 +179,10 @@ def normal_float_code(bits: int = 4) -> torch.Tensor:
 
 
 def fp4_code() -> torch.Tensor:
-    """bitsandbytes' FP4 levels (1 sign, 2 exponent, 1 mantissa bit) in index order; indices 0 and 8 both decode to +0."""
+    """bitsandbytes' FP4 levels (1 sign, 2 exponent, 1 mantissa bit) in index order; codes 0 and 8 both mean +0."""
     # As bitsandbytes.functional.get_4bit_type("fp4") lists them, before dividing by the largest.
-    return torch.tensor([0.0, 0.0625, 8.0, 12.0, 4.0, 6.0, 2.0, 3.0, 0.0, -0.0625, -8.0, -12.0, -4.0, -6.0, -2.0, -3.0]) / 12.0
+    magnitudes = [0.0, 0.0625, 8.0, 12.0, 4.0, 6.0, 2.0, 3.0]
+    return torch.tensor(magnitudes + [0.0] + [-m for m in magnitudes[1:]]) / 12.0
 
 
 def int4_code() -> torch.Tensor:
@@ -186,7 +191,7 @@ def int4_code() -> torch.Tensor:
 
 
 def dynamic_map() -> torch.Tensor:
-    """The 256-level signed dynamic 8-bit map (bitsandbytes' create_dynamic_map(signed=True)) used for double quantization.
+    """The signed dynamic 8-bit map of double quantization: bitsandbytes' create_dynamic_map(signed=True), 256 levels.
 
     Each decade 10^-6 .. 10^0 gets 2^i levels (i = 0..6) at the midpoints of an even split of [0.1, 1],
     mirrored for negative values, plus 0 and 1: fine steps near zero, coarse ones near 1.
@@ -226,7 +231,7 @@ def _scaled_blocks(flat: torch.Tensor, blocksize: int) -> tuple[torch.Tensor, to
 
 
 def quantize_with_code(x: torch.Tensor, code: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Block-wise quantization to the nearest level of any sorted `code`: (flat uint8 level indices, fp32 absmax per block)."""
+    """Block-wise quantization to the nearest level of a sorted `code`: (flat uint8 indices, fp32 absmax per block)."""
     _check_code(code)
     _check_blocksize(blocksize, smallest=2)
     flat = _check_values(x, "x")
@@ -246,7 +251,8 @@ def dequantize_with_code(
     """Undo quantize_with_code: code[q] times its block's absmax, reshaped to `shape`."""
     _check_code(code)
     _check_blocksize(blocksize, smallest=2)
-    shape, n = _check_shape(shape), math.prod(shape)
+    shape = _check_shape(shape)
+    n = math.prod(shape)
     _check_dtype(dtype)
     if not isinstance(q, torch.Tensor) or q.dtype != torch.uint8:
         raise TypeError(f"q must be the uint8 tensor from quantize_with_code, got {getattr(q, 'dtype', type(q))}")
@@ -293,10 +299,12 @@ def dequantize_4bit(
     """Undo quantize_4bit: look up both nibbles of every byte, multiply by the block's absmax, reshape to `shape`."""
     _check_blocksize(blocksize, smallest=32)
     code = _code_4bit(quant_type)
-    shape, n = _check_shape(shape), math.prod(shape)
+    shape = _check_shape(shape)
+    n = math.prod(shape)
     _check_dtype(dtype)
     if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
-        raise TypeError(f"packed must be the uint8 tensor from quantize_4bit, got {getattr(packed, 'dtype', type(packed))}")
+        got = getattr(packed, "dtype", type(packed))
+        raise TypeError(f"packed must be the uint8 tensor from quantize_4bit, got {got}")
     if packed.numel() != (n + 1) // 2:
         raise ValueError(
             f"packed has {packed.numel()} bytes but shape {shape} needs {(n + 1) // 2} (two 4-bit codes per byte): "

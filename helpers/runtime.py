@@ -2,6 +2,8 @@
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -102,3 +104,19 @@ def setup() -> Runtime:
     rt = detect()
     print(describe(rt))
     return rt
+
+
+@contextmanager
+def cpu_threads(device: torch.device | str, n: int = 1) -> Iterator[None]:
+    """On a CPU device, run the block with n torch threads, then restore the count; elsewhere do nothing."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    # The tiny model's matrices are too small to split: on shared cores, two threads spent most of a
+    # smoke run waiting for each other (measured: 30 steps took 94-121 s with 2 threads, 12-19 s with 1).
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -13,7 +13,7 @@ from trl import SFTConfig, SFTTrainer
 
 from helpers.data import check_columns
 from helpers.prompting import format_prompt
-from helpers.runtime import Runtime, detect
+from helpers.runtime import Runtime, cpu_threads, detect
 
 DRIVE = Path("/content/drive/MyDrive")
 KAGGLE_WORKING = Path("/kaggle/working")
@@ -49,16 +49,19 @@ POST_SETTINGS = dict(
 )
 PRESETS = {
     "t4": {},
-    # Unmeasured so far: one micro-batch of 4 blocks instead of 2 x 2 accumulated, the same 4 x 512 tokens
-    # per optimizer step; gradient checkpointing stays on, so activations stay within a T4's 15 GB.
-    "t4_fast": dict(per_device_train_batch_size=4, gradient_accumulation_steps=1),
-    # The same shape for the tiny model on a CPU: a few dozen short steps, a loss logged every step, a
+    # UNMEASURED: the post's batches (2 x 2 accumulated, 4 x 512 tokens per optimizer step, so the same
+    # run) without activation checkpointing, which recomputes each forward pass and dequantizes the 4-bit
+    # weights once more per micro-batch. Estimated from Gemma-2B's shapes (fp32 residual stream, see
+    # loading.storage_dtype) at about 11 GB of a T4's 15; next to try if there is room:
+    # per_device_train_batch_size=4, gradient_accumulation_steps=1 (fewer dequantizations per token).
+    "t4_fast": dict(activation_checkpointing=False),
+    # The same shape for the tiny model on a CPU: a few dozen short steps, a loss logged every 5, a
     # checkpoint every 10 steps (so resuming can be tried), and a learning rate a random model notices.
     "smoke": dict(
         max_steps=30,
         max_length=128,
         learning_rate=1e-2,
-        logging_steps=1,
+        logging_steps=5,
         save_strategy="steps",
         save_steps=10,
         use_cpu=True,
@@ -106,22 +109,23 @@ def output_dir(rt: Runtime | None = None) -> Path:
 _course_output_dir = output_dir  # the functions below take a parameter named output_dir
 
 
-def sft_kwargs(preset: str = "t4", output_dir: str | os.PathLike | None = None, rt: Runtime | None = None,
+def sft_kwargs(preset: str | None = None, output_dir: str | os.PathLike | None = None, rt: Runtime | None = None,
                **overrides) -> dict:
     """Return the keyword arguments sft_config passes to SFTConfig for a preset, runtime and overrides."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}.")
-    _check_names(overrides, SFTConfig, "sft_config")
     rt = rt or detect()
+    preset = preset or ("smoke" if rt.mode == "smoke" else "t4")
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)} (or None: the mode's own), got {preset!r}.")
+    _check_names(overrides, SFTConfig, "sft_config")
     folder = output_dir if output_dir is not None else _course_output_dir(rt) / preset
     # Mixed precision follows the hardware: fp16 on a T4, bf16 from Ampere on, neither on a CPU.
     precision = dict(fp16=rt.dtype == torch.float16, bf16=rt.dtype == torch.bfloat16)
     return {**POST_SETTINGS, **PRESETS[preset], **precision, "output_dir": str(folder), **overrides}
 
 
-def sft_config(preset: str = "t4", output_dir: str | os.PathLike | None = None, rt: Runtime | None = None,
+def sft_config(preset: str | None = None, output_dir: str | os.PathLike | None = None, rt: Runtime | None = None,
                **overrides) -> SFTConfig:
-    """Return the trl SFTConfig of a preset ("t4", "t4_fast", "smoke") for the runtime, with overrides."""
+    """Return the SFTConfig of a preset ("t4", "t4_fast", "smoke"; None: smoke or t4 by mode), with overrides."""
     return SFTConfig(**sft_kwargs(preset, output_dir, rt, **overrides))
 
 
@@ -142,11 +146,12 @@ class LossRecorder(TrainerCallback):
     def _redraw(self) -> None:
         """Draw the losses so far into one notebook output that is updated in place."""
         import matplotlib.pyplot as plt
-        from IPython.display import display
+        from IPython.display import DisplayHandle
 
         if self._figure is None:
-            self._figure, ax = plt.subplots(figsize=(6, 3))
-            self._handle = display(self._figure, display_id=True)
+            self._figure, _ = plt.subplots(figsize=(6, 3))
+            self._handle = DisplayHandle()
+            self._handle.display(self._figure)
         ax = self._figure.axes[0]
         ax.clear()
         ax.plot(*zip(*self.history), marker=".")
@@ -181,12 +186,12 @@ class NonFiniteLossGuard(TrainerCallback):
             control.should_training_stop = True
 
 
-def make_trainer(model, tokenizer, train_dataset, eval_dataset=None, preset: str = "t4",
+def make_trainer(model, tokenizer, train_dataset, eval_dataset=None, preset: str | None = None,
                  output_dir: str | os.PathLike | None = None, rt: Runtime | None = None, peft_config=None,
                  live: bool = False, **overrides) -> SFTTrainer:
     """Return an SFTTrainer for QLoRA: the post's template, LoRA and preset, a loss recorder and a NaN guard."""
     check_columns(train_dataset)
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=sft_config(preset, output_dir, rt, **overrides),
         train_dataset=train_dataset,
@@ -196,6 +201,13 @@ def make_trainer(model, tokenizer, train_dataset, eval_dataset=None, preset: str
         formatting_func=format_prompt,
         callbacks=[LossRecorder(live=live), NonFiniteLossGuard()],
     )
+    # trl 1.16 casts a quantized model's LoRA weights to bf16. Keep them in fp32, as peft creates them and the
+    # post's run had them: a T4 has no bf16, small optimizer updates survive, and the saved adapter loads back
+    # (peft loads adapters in fp32) to exactly the model that was trained.
+    for param in trainer.model.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
+    return trainer
 
 
 def recorder(trainer: SFTTrainer) -> LossRecorder:
@@ -209,15 +221,17 @@ def latest_checkpoint(folder: str | os.PathLike) -> str | None:
 
 
 def train(trainer: SFTTrainer, resume: bool = True):
-    """Train, resuming from the newest checkpoint in the output folder when there is one."""
+    """Train (one thread on a CPU), resuming from the newest checkpoint in the output folder when there is one."""
     checkpoint = latest_checkpoint(trainer.args.output_dir) if resume else None
     if checkpoint:
         print(f"Resuming from {checkpoint} (pass resume=False or use a new output_dir to start over).")
     try:
-        return trainer.train(resume_from_checkpoint=checkpoint)
+        with cpu_threads(trainer.args.device):
+            return trainer.train(resume_from_checkpoint=checkpoint)
     except torch.OutOfMemoryError as e:
         raise torch.OutOfMemoryError(
             "The GPU ran out of memory while training. Shrink, in this order: per_device_train_batch_size "
-            "(raise gradient_accumulation_steps to keep the same effective batch), max_length, the LoRA r; keep "
-            "gradient_checkpointing=True; then restart the runtime so the failed run frees its memory."
+            "(raise gradient_accumulation_steps to keep the same effective batch), max_length, the LoRA r; turn "
+            "activation_checkpointing=True back on if you turned it off (the t4_fast preset does); then restart "
+            "the runtime so the failed run frees its memory."
         ) from e

@@ -71,13 +71,14 @@ def badges(repo: str, branch: str, file: str, sep: str = "\n") -> str:
 
 
 def title(path: Path) -> str:
-    """The first heading of the notebook's first markdown cell (the file name if it has none)."""
+    """The first heading of the notebook's first markdown cell without its number (the file name if it has none)."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             for line in cell.source.splitlines():
                 if line.startswith("# "):
-                    return line[2:].strip()
+                    # the table and the page number the notebooks themselves: "04 · Paged ..." -> "Paged ..."
+                    return re.sub(r"^(Notebook\s+)?\d+\s*[·.:\-–—]\s*", "", line[2:].strip())
             break
     return path.stem
 

@@ -159,17 +159,19 @@ def browser():
                     "as root (.ci/run does this in CI)")
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
+        # One context for the module: its HTTP cache spares each page reloading JupyterLab's scripts.
+        context = chromium.new_context(viewport=VIEWPORT)
+        context.set_default_timeout(30_000)
+        yield context
         chromium.close()
 
 
 @pytest.fixture
 def page(browser, lab):
     """A fresh browser page; afterwards the page closes and the kernels it started shut down."""
-    context = browser.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(30_000)
-    yield context.new_page()
-    context.close()
+    tab = browser.new_page()
+    yield tab
+    tab.close()
     for session in api(lab, "/api/sessions"):
         api(lab, f"/api/sessions/{session['id']}", method="DELETE")
 
@@ -185,8 +187,10 @@ def open_notebook(page, lab: Lab, source: Path):
     shutil.copy(source, lab.root / source.name)
     page.goto(f"{lab.url}/lab/tree/{source.name}?reset&token={lab.token}")
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    started = time.monotonic()
     panel.wait_for(timeout=120_000)
-    wait_until_idle(page, 120)
+    wait_until_idle(page, 120, what="the kernel to start")
+    print(f"{source.name} open in {time.monotonic() - started:.0f} s")
     menu(page, "View", "filebrowser:toggle-main")  # hides the file browser: more room for the notebook in screenshots
     return panel
 
@@ -196,7 +200,7 @@ def notebook_state(page) -> dict:
     return page.evaluate(NOTEBOOK_STATE_JS)
 
 
-def wait_until_idle(page, timeout_s: float, done=lambda state: True) -> dict:
+def wait_until_idle(page, timeout_s: float, done=lambda state: True, what: str = "the notebook to settle") -> dict:
     """Poll until the kernel is idle, no cell is queued and done(state) holds twice in a row."""
     deadline, previous = time.monotonic() + timeout_s, False
     while time.monotonic() < deadline:
@@ -209,16 +213,16 @@ def wait_until_idle(page, timeout_s: float, done=lambda state: True) -> dict:
             return state
         previous = settled
         page.wait_for_timeout(500)
-    state = notebook_state(page)
-    page.screenshot(path=SCREENSHOTS / "timeout.png")
-    pytest.fail(f"the notebook did not settle within {timeout_s} s (screenshot build/screenshots/timeout.png): "
+    state, shot = notebook_state(page), SCREENSHOTS / "timeout.png"
+    page.screenshot(path=shot)
+    pytest.fail(f"waited {timeout_s} s for {what} (screenshot {shot}): "
                 f"{ {k: v for k, v in state.items() if k != 'outputs'} }")
 
 
 def run_all(page, timeout_s: float) -> dict:
     """Run > Run All Cells, then wait until every cell ran, one failed or one waits for input."""
     menu(page, "Run", "runmenu:run-all")
-    return wait_until_idle(page, timeout_s, lambda s: not s["unrun"] or s["errors"])
+    return wait_until_idle(page, timeout_s, lambda s: not s["unrun"] or s["errors"], "Run All Cells to finish")
 
 
 def assert_ran_cleanly(state: dict) -> None:
@@ -237,7 +241,7 @@ def image_sources(locator) -> list[str]:
 
 def cell_showing(panel, text: str):
     """The first code cell whose outputs show text; fails saying which output is missing."""
-    cell = panel.locator(".jp-CodeCell").filter(has=panel.locator(".jp-OutputArea-output", has_text=text)).first
+    cell = panel.locator(".jp-CodeCell").filter(has=panel.page.locator(".jp-OutputArea-output", has_text=text)).first
     assert cell.count(), f"no cell shows {text!r}"
     return cell
 
@@ -252,18 +256,28 @@ def screenshot(page, target, name: str) -> Path:
     return path
 
 
-def test_harness_sees_a_failing_cell_and_an_unrendered_widget(page, lab, tmp_path):
+def test_harness_sees_an_unrendered_widget_a_prompt_and_a_failing_cell(page, lab, tmp_path):
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})
     nb.cells = [nbformat.v4.new_code_cell(c) for c in (
         # The text a learner sees in place of a slider when the widget manager is missing.
         'from IPython.display import display\ndisplay({"text/plain": "IntSlider(value=4)"}, raw=True)',
+        "name = input('name? ')",
         "raise ValueError('boom')",
         "print('never runs')",
     )]
     nbformat.write(nb, tmp_path / "failing.ipynb")
     open_notebook(page, lab, tmp_path / "failing.ipynb")
+
     state = run_all(page, timeout_s=120)
+    assert state["stdin"] == 1
+    with pytest.raises(AssertionError, match="waits for input"):
+        assert_ran_cleanly(state)
+
+    page.locator(".jp-Stdin-input").fill("learner")
+    page.locator(".jp-Stdin-input").press("Enter")
+    page.locator(".jp-Stdin").wait_for(state="detached")
+    state = wait_until_idle(page, 60, lambda s: s["errors"], "the failing cell")
     assert len(state["errors"]) == 1 and "ValueError: boom" in state["errors"][0]
     assert state["unrun"] == 1, "Run All stops at the failing cell"
     with pytest.raises(AssertionError, match="a cell raised"):
@@ -271,6 +285,26 @@ def test_harness_sees_a_failing_cell_and_an_unrendered_widget(page, lab, tmp_pat
     with pytest.raises(AssertionError, match="a widget did not render"):
         assert_ran_cleanly({**state, "errors": [], "unrun": 0})
 
+
+def test_02_nf4_widget_renders_and_its_slider_redraws_the_plot(page, lab):
+    panel = open_notebook(page, lab, NOTEBOOKS / "02_nf4.ipynb")
+    assert_ran_cleanly(run_all(page, timeout_s=180))
+
+    assert panel.locator(".jupyter-widgets.widget-slider").count(), "no ipywidgets slider is shown"
+    cell = (panel.locator(".jp-CodeCell").filter(has=page.locator(".widget-slider"))
+            .filter(has=page.locator(".jp-OutputArea-output img")).first)
+    assert cell.count(), "no cell shows a slider together with a plot"
+    before = image_sources(cell)
+    handle = cell.locator(".widget-slider .noUi-handle").first
+    value = handle.get_attribute("aria-valuenow")
+    # One keyboard step, as a learner can do it; away from the end the slider sits at.
+    handle.press("ArrowLeft" if value == handle.get_attribute("aria-valuemax") else "ArrowRight")
+    wait_until_idle(page, 60, lambda s: len(image_sources(cell)) == len(before) != 0 and image_sources(cell) != before,
+                    "the plot to change after moving the slider")
+    moved = handle.get_attribute("aria-valuenow")
+    assert moved != value
+    assert float(cell.locator(".widget-slider .widget-readout").first.inner_text()) == float(moved)
+    screenshot(page, cell, "02_nf4_widget.png")
 
 
 def test_05_shows_the_loss_plot_and_the_generations_in_smoke_mode(page, lab):
@@ -284,11 +318,13 @@ def test_05_shows_the_loss_plot_and_the_generations_in_smoke_mode(page, lab):
     assert image_sources(loss), "the loss plot after training is not shown"
     assert loss.locator("img").first.evaluate("i => i.complete && i.naturalWidth > 100")
 
-    table = panel.locator(".jp-OutputArea-output table", has=page.locator("th", has_text="after training")).first
-    assert table.count(), "the table of answers before and after training is not shown"
+    answers = page.locator(".jp-OutputArea-output table").filter(has=page.locator("th", has_text="after training"))
+    cell = panel.locator(".jp-CodeCell").filter(has=answers).first
+    assert cell.count(), "the table of answers before and after training is not shown"
+    table = cell.locator(".jp-OutputArea-output table").first
     headers = table.locator("th").all_inner_texts()
     assert {"instruction", "before training", "after training", "reference"} <= set(headers), headers
     assert table.locator("tbody tr").count() >= 1, "the answers table has no rows"
 
-    screenshot(page, table, "05_gemma_qlora_t4_generations.png")
+    screenshot(page, cell, "05_gemma_qlora_t4_generations.png")
     screenshot(page, loss, "05_gemma_qlora_t4_loss.png")

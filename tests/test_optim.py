@@ -60,6 +60,19 @@ def test_prediction_equals_measurement(name):
     assert optim.predicted_state_bytes([p.numel() for p in params], name) == measured
 
 
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_prediction_follows_the_parameter_dtype(name):
+    params = [torch.nn.Parameter(p.detach().to(torch.bfloat16)) for p in _params_with_grads(SIZES)]
+    for p, g in zip(params, _params_with_grads(SIZES, seed=1)):
+        p.grad = g.grad.to(torch.bfloat16)
+    measured = optim.optimizer_state_bytes(_step(name, params))
+    numels = [p.numel() for p in params]
+    assert optim.predicted_state_bytes(numels, name, torch.bfloat16) == measured
+    # only PyTorch's AdamW keeps its state in the parameter's dtype
+    fp32 = optim.predicted_state_bytes(numels, name)
+    assert (measured < fp32) == (name == "adamw_torch")
+
+
 def test_paged_optimizer_falls_back_to_ordinary_memory_on_cpu():
     params = _params_with_grads([(512, 512)])
     reference = [p.detach().clone().requires_grad_() for p in params]
@@ -96,6 +109,8 @@ def test_unknown_optimizer_name_is_refused():
         optim.make_optimizer("adam", [torch.nn.Parameter(torch.ones(3))])
     with pytest.raises(ValueError, match="name must be one of"):
         optim.predicted_state_bytes([3], "sgd")
+    with pytest.raises(TypeError, match="param_dtype"):
+        optim.predicted_state_bytes([3], "adamw_torch", torch.int8)
 
 
 def test_page_threshold_matches_bitsandbytes_source():

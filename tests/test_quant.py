@@ -23,10 +23,26 @@ SHAPES = ((1,), (2,), (3,), (7,), (100,), (4096,), (5, 7), (8, 16), (4, 96), (16
 bnb_reference_dequantize = default_ops._dequantize_4bit_compute.__wrapped__
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Run on one thread: these tensors are tiny, and with two threads every op waits for the second core,
+    which other processes keep busy (5-10x slower here); the results are the same bits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _avx512_kernel_wrong(shape: tuple[int, ...], blocksize: int) -> bool:
-    """Whether bitsandbytes 0.50.2's AVX-512 kernel runs and mis-indexes absmax: rows not made of whole blocks."""
-    last = shape[-1]
-    return _has_avx512 and blocksize < 2048 and last % 16 == 0 and last % blocksize != 0
+    """Whether bitsandbytes 0.50.2's AVX-512 kernel runs and mis-indexes absmax: several rows, not of whole blocks."""
+    rows, last = math.prod(shape[:-1]), shape[-1]
+    return _has_avx512 and blocksize < 2048 and last % 16 == 0 and last % blocksize != 0 and rows > 1
+
+
+def _cases(blocksize: int) -> list[tuple[tuple[int, ...], torch.dtype]]:
+    """Every shape once, with the dtypes rotating so that each block size sees each shape in some dtype."""
+    turn = BLOCKSIZES.index(blocksize)
+    return [(shape, DTYPES[(i + turn) % len(DTYPES)]) for i, shape in enumerate(SHAPES)]
 
 
 def _samples(shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> torch.Tensor:
@@ -117,7 +133,7 @@ def test_absmax_zero_row_stays_zero():
     assert torch.equal(quant.absmax_dequantize(q, absmax)[0], torch.zeros(8))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(arrays(np.float32, array_shapes(max_dims=3, max_side=40),
               elements=st.floats(-1e4, 1e4, width=32, allow_subnormal=False)))
 def test_absmax_roundtrip_error_is_within_half_a_step(values):
@@ -146,7 +162,7 @@ def test_blockwise_is_absmax_per_block_with_own_last_block():
     assert torch.equal(back.reshape(-1), rows.reshape(-1)[:130])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(arrays(np.float32, array_shapes(max_dims=2, max_side=200),
               elements=st.floats(-1e4, 1e4, width=32, allow_subnormal=False)),
        st.sampled_from([2, 4, 32, 64, 256]))
@@ -164,7 +180,7 @@ def test_blockwise_roundtrip_error_is_within_half_a_step(values, blocksize):
 @pytest.mark.parametrize("blocksize", BLOCKSIZES)
 @pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
 def test_quantize_4bit_is_bitsandbytes(quant_type, blocksize):
-    for seed, (shape, dtype) in enumerate((s, d) for s in SHAPES for d in DTYPES):
+    for seed, (shape, dtype) in enumerate(_cases(blocksize)):
         x = _samples(shape, dtype, seed)
         packed, absmax = quant.quantize_4bit(x, blocksize=blocksize, quant_type=quant_type)
         ref_packed, state = F.quantize_4bit(x, blocksize=blocksize, quant_type=quant_type)
@@ -178,7 +194,7 @@ def test_quantize_4bit_is_bitsandbytes(quant_type, blocksize):
 @pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
 def test_dequantize_4bit_is_bitsandbytes(quant_type, blocksize):
     code = F.get_4bit_type(quant_type, device="cpu")
-    for seed, (shape, dtype) in enumerate((s, d) for s in SHAPES for d in DTYPES):
+    for seed, (shape, dtype) in enumerate(_cases(blocksize)):
         packed, state = F.quantize_4bit(_samples(shape, dtype, seed), blocksize=blocksize, quant_type=quant_type)
         ours = quant.dequantize_4bit(packed, state.absmax, shape, blocksize, quant_type, dtype)
         where = f"shape {shape} {dtype}"
@@ -223,7 +239,7 @@ def test_fp4_encodes_tiny_positive_values_with_the_sign_bit_zero():
 
 
 @pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(values=arrays(np.float32, array_shapes(max_dims=3, max_side=70),
                      elements=st.floats(-1e4, 1e4, width=32, allow_subnormal=False)),
        blocksize=st.sampled_from([32, 64, 128]))
@@ -258,19 +274,19 @@ def test_double_quantize_is_bitsandbytes_quant_state(shape, quant_type):
     reference = bnb_reference_dequantize(packed.view(-1), restored, code, 64, shape, torch.bfloat16)
     assert torch.equal(ours, reference)
     if shape[-1] % 2 == 0 and not _avx512_kernel_wrong(shape, 64):
-        assert torch.equal(ours, F.dequantize_4bit(packed, state))
+        assert torch.equal(ours.reshape(-1), F.dequantize_4bit(packed, state).reshape(-1))
 
 
 @pytest.mark.parametrize("blocksize", [32, 256, 4096])
 def test_double_quantize_matches_the_8bit_kernel_near_midpoints(blocksize):
     # bitsandbytes' CPU 8-bit kernel snaps values to a 65,536-step grid before the nearest-level
-    # lookup; plain nearest-level rounding differs on about 1 value in 600 of these.
+    # lookup; plain nearest-level rounding differs on about 1 value in 600 to 1,000.
     values = torch.rand(200_000, generator=torch.Generator().manual_seed(6))
     q, absmax2, offset = quant.double_quantize(values, blocksize=blocksize)
     ref_q, state = F.quantize_blockwise(values - values.mean(), blocksize=blocksize)
     assert torch.equal(q, ref_q) and torch.equal(absmax2, state.absmax) and torch.equal(offset, values.mean())
-    scaled = quant._blocks(values - offset, blocksize) / absmax2.unsqueeze(1)
-    nearest = torch.bucketize(scaled.view(-1), quant._midpoints(quant.dynamic_map()))
+    scaled = quant._blocks(values - offset, blocksize) * (1 / absmax2).unsqueeze(1)
+    nearest = torch.bucketize(scaled.view(-1)[: values.numel()], quant._midpoints(quant.dynamic_map()))
     assert (nearest.to(torch.uint8) != q).any()
 
 
@@ -282,8 +298,8 @@ def test_double_quantize_of_equal_constants_gives_code_zero():
     assert torch.equal(quant.double_dequantize(q, absmax2, offset), absmax)
 
 
-@settings(max_examples=60, deadline=None)
-@given(arrays(np.float32, st.integers(1, 1500), elements=st.floats(1e-3, 1e3, width=32)))
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.float32, st.integers(1, 1500), elements=st.floats(2**-10, 2**10, width=32)))
 def test_double_quant_roundtrip_error_is_small(values):
     absmax = torch.from_numpy(values)
     q, absmax2, offset = quant.double_quantize(absmax)
@@ -308,7 +324,7 @@ def test_quantize_with_nf4_code_gives_the_4bit_codes():
 
 @pytest.mark.parametrize("code", [quant.normal_float_code(b) for b in range(2, 9)] + [quant.int4_code()],
                          ids=[f"nf{b}" for b in range(2, 9)] + ["int4"])
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(values=arrays(np.float32, array_shapes(max_dims=2, max_side=100),
                      elements=st.floats(-1e3, 1e3, width=32, allow_subnormal=False)))
 def test_any_code_roundtrip_error_is_within_half_the_largest_gap(code, values):
@@ -361,10 +377,12 @@ PACKED, ABSMAX = quant.quantize_4bit(GOOD)
         (lambda: quant.absmax_quantize(torch.ones(2, 3), dim=0), ValueError, "dim must be None"),
         (lambda: quant.absmax_quantize(torch.tensor([float("inf")])), ValueError, "x contains NaN or inf"),
         (lambda: quant.absmax_dequantize(torch.ones(3), torch.tensor(1.0)), TypeError, "q must be the int8"),
-        (lambda: quant.absmax_dequantize(torch.ones(2, 3, dtype=torch.int8), torch.ones(3)), ValueError, "absmax has shape"),
+        (lambda: quant.absmax_dequantize(torch.ones(2, 3, dtype=torch.int8), torch.ones(3)), ValueError,
+         "absmax has shape"),
         (lambda: quant.blockwise_quantize(torch.tensor([1, 2])), TypeError, "x must be a real"),
         (lambda: quant.blockwise_quantize(GOOD, blocksize=3), ValueError, "blocksize must be a power of two from 2"),
-        (lambda: quant.blockwise_dequantize(torch.zeros(5, dtype=torch.int8), torch.ones(1), (6,)), ValueError, "q has 5 values"),
+        (lambda: quant.blockwise_dequantize(torch.zeros(5, dtype=torch.int8), torch.ones(1), (6,)), ValueError,
+         "q has 5 values"),
         (lambda: quant.quantize_with_code(GOOD, torch.tensor([1.0, -1.0])), ValueError, "code must be sorted"),
         (lambda: quant.quantize_with_code(GOOD, torch.arange(3)), TypeError, "code must be a 1-D floating-point"),
         (lambda: quant.quantize_with_code(GOOD, torch.linspace(-1, 1, 257)), ValueError, "code must hold 2 to 256"),
@@ -375,7 +393,8 @@ PACKED, ABSMAX = quant.quantize_4bit(GOOD)
         (lambda: quant.double_quantize(torch.ones(10), blocksize=100), ValueError, "blocksize must be a power of two"),
         (lambda: quant.double_dequantize(torch.zeros(300, dtype=torch.uint8), torch.ones(1), torch.tensor(0.0)),
          ValueError, "absmax2 has 1 constants"),
-        (lambda: quant.double_dequantize(torch.zeros(3), torch.ones(1), torch.tensor(0.0)), TypeError, "q must be the uint8"),
+        (lambda: quant.double_dequantize(torch.zeros(3), torch.ones(1), torch.tensor(0.0)), TypeError,
+         "q must be the uint8"),
     ],
 )
 def test_bad_input_is_refused_with_a_message_naming_it(call, error, words):

@@ -89,3 +89,18 @@ def test_bad_course_mode_is_a_clear_error(machine):
     machine(count=0, env={"COURSE_MODE": "fast"})
     with pytest.raises(ValueError, match=r"COURSE_MODE='fast'.*'smoke'.*'full'"):
         runtime.detect()
+
+
+def test_cpu_threads_pins_one_thread_on_cpu_and_restores():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(KeyError):
+            with runtime.cpu_threads("cpu"):
+                assert torch.get_num_threads() == 1
+                raise KeyError("inside")
+        assert torch.get_num_threads() == 2
+        with runtime.cpu_threads(torch.device("cuda", 0)):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

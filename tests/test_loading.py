@@ -1,0 +1,128 @@
+"""The 4-bit config, loading through one path in both modes, and the offline tiny Gemma."""
+
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import bitsandbytes as bnb
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from helpers import loading, prompting
+from helpers.runtime import Runtime
+
+SMOKE = Runtime("local", None, 0, None, None, torch.float32, "smoke", {"": "cpu"})
+T4 = Runtime("colab", "Tesla T4", 1, 15.0, (7, 5), torch.float16, "full", {"": 0})
+A100 = replace(T4, gpu_name="A100", compute_capability=(8, 0), dtype=torch.bfloat16)
+
+
+def fake_model() -> SimpleNamespace:
+    """Return a stand-in for a loaded model: just a config that load_model can set use_cache on."""
+    return SimpleNamespace(config=SimpleNamespace())
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    return loading.tiny_gemma(cache_dir=tmp_path_factory.getbasetemp() / "tiny-cache")
+
+
+def test_bnb_config_is_nf4_with_double_quant_in_the_runtime_dtype():
+    config = loading.bnb_config(T4)
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant
+    assert config.bnb_4bit_compute_dtype == torch.float16
+    assert loading.bnb_config(A100).bnb_4bit_compute_dtype == torch.bfloat16
+    assert loading.bnb_config(SMOKE, double_quant=False, quant_type="fp4").bnb_4bit_quant_type == "fp4"
+    with pytest.raises(ValueError, match="quant_type must be one of"):
+        loading.bnb_config(SMOKE, quant_type="int4")
+
+
+def test_tiny_gemma_has_gemma_2bs_architecture_and_a_trained_tokenizer(tiny_dir):
+    config = AutoConfig.from_pretrained(tiny_dir)
+    assert config.model_type == "gemma" and config.architectures == ["GemmaForCausalLM"]
+    assert config.num_key_value_heads == 1 and config.tie_word_embeddings and config.num_hidden_layers == 2
+    assert config.hidden_size <= 128 and 1000 <= config.vocab_size <= 2048
+    tokenizer = loading.load_tokenizer(tiny_dir)
+    assert (tokenizer.pad_token, tokenizer.padding_side) == ("<eos>", "right")
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_id) == (config.bos_token_id, config.eos_token_id)
+    text = prompting.format_prompt({"instruction": "Say hi.", "input": "", "output": "Hi there!"})
+    ids = tokenizer(text).input_ids
+    assert ids[0] == tokenizer.bos_token_id and tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    assert len(ids) < len(text) / 2.5  # BPE learned the template's words: far fewer tokens than characters
+
+
+def test_tiny_gemma_is_cached_and_deterministic_for_a_seed(tiny_dir, tmp_path):
+    weights = Path(tiny_dir, "model.safetensors")
+    built = weights.stat().st_mtime_ns
+    assert loading.tiny_gemma(cache_dir=Path(tiny_dir).parent) == tiny_dir
+    assert weights.stat().st_mtime_ns == built
+    again = loading.tiny_gemma(seed=0, cache_dir=tmp_path)
+    assert Path(again, "model.safetensors").read_bytes() == weights.read_bytes()
+    assert Path(again, "tokenizer.json").read_bytes() == Path(tiny_dir, "tokenizer.json").read_bytes()
+    other = loading.tiny_gemma(seed=1, cache_dir=tmp_path)
+    assert Path(other, "model.safetensors").read_bytes() != weights.read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("tiny-gemma-seed0", "tiny-gemma-seed1")]
+
+
+def test_tiny_gemma_uses_course_cache_dir(monkeypatch, tiny_dir):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(Path(tiny_dir).parent))
+    assert loading.tiny_gemma() == tiny_dir
+    assert loading.model_name(SMOKE) == tiny_dir
+    assert loading.model_name(T4) == "google/gemma-2b"
+    with pytest.raises(TypeError, match="seed must be an int"):
+        loading.tiny_gemma(seed="0")
+
+
+def test_smoke_mode_loads_the_tiny_model_in_4bit_on_the_cpu(tiny_dir):
+    model = loading.load_model(tiny_dir, SMOKE)
+    assert model.is_loaded_in_4bit and not model.config.use_cache
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(layers) == 2 * 7
+    state = layers[0].weight.quant_state
+    assert state.quant_type == "nf4" and state.nested and layers[0].compute_dtype == torch.float32
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    assert loading.load_model(tiny_dir, SMOKE, for_training=False).config.use_cache
+
+
+def test_load_model_passes_the_posts_settings_and_no_remote_code(monkeypatch):
+    calls = []
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained",
+                        lambda name, **kw: calls.append((name, kw)) or fake_model())
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    loading.load_model("google/gemma-2b", T4)
+    loading.load_model("google/gemma-2b", A100)
+    (name, kw), (_, kw_a100) = calls
+    assert name == "google/gemma-2b" and "trust_remote_code" not in kw
+    assert kw["device_map"] == {"": 0} and kw["token"] == "hf_test"
+    assert kw["quantization_config"].bnb_4bit_compute_dtype == torch.float16
+    # Under fp16 compute the unquantized weights stay fp32 (as the post's transformers loaded them).
+    assert kw["dtype"] == torch.float32 and kw_a100["dtype"] == torch.bfloat16
+
+
+def test_a_local_folder_gets_no_token(monkeypatch, tiny_dir):
+    calls = []
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda name, **kw: calls.append(kw) or fake_model())
+    monkeypatch.setattr(loading, "hf_token", lambda: pytest.fail("a local folder must not look for a token"))
+    loading.load_model(tiny_dir, SMOKE)
+    assert calls[0]["token"] is None
+
+
+def test_full_mode_without_a_gpu_says_what_to_do():
+    with pytest.raises(RuntimeError, match="Full mode needs a CUDA GPU.*Change runtime type.*COURSE_MODE=smoke"):
+        loading.load_model("google/gemma-2b", replace(SMOKE, mode="full"))
+
+
+def test_out_of_memory_while_loading_says_what_to_free(monkeypatch):
+    def oom(name, **kw):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", oom)
+    with pytest.raises(torch.OutOfMemoryError, match="restart the runtime"):
+        loading.load_model("google/gemma-2b", T4)
+
+
+def test_bad_padding_side_is_refused(tiny_dir):
+    with pytest.raises(ValueError, match="padding_side must be 'right'"):
+        loading.load_tokenizer(tiny_dir, padding_side="middle")
+    assert loading.load_tokenizer(tiny_dir, padding_side="left").padding_side == "left"

@@ -1,0 +1,222 @@
+"""QLoRA end to end on the tiny Gemma (CPU), the presets, checkpoints, resuming and the callbacks."""
+
+import contextlib
+import io
+import logging
+import math
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import TrainerControl, TrainerState
+
+from helpers import data, loading, prompting, training
+from helpers.runtime import Runtime
+
+SMOKE = Runtime("local", None, 0, None, None, torch.float32, "smoke", {"": "cpu"})
+T4 = Runtime("colab", "Tesla T4", 1, 15.0, (7, 5), torch.float16, "full", {"": 0})
+A100 = replace(T4, platform="local", gpu_name="A100", compute_capability=(8, 0), dtype=torch.bfloat16)
+FAKE = "hf_FAKEtrainTok3nXyZ0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    return loading.tiny_gemma(cache_dir=tmp_path_factory.getbasetemp() / "tiny-cache")
+
+
+@pytest.fixture(scope="module")
+def run(tiny_dir, tmp_path_factory):
+    """Train the smoke preset once (HF_TOKEN set to a fake), capturing everything it prints and logs."""
+    out = tmp_path_factory.mktemp("smoke-run")
+    shown, records = io.StringIO(), []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger().addHandler(handler)
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(shown), contextlib.redirect_stderr(shown):
+        mp.setenv("HF_TOKEN", FAKE)
+        model, tokenizer = loading.load_model(tiny_dir, SMOKE), loading.load_tokenizer(tiny_dir)
+        trainer = training.make_trainer(model, tokenizer, data.load_alpaca(SMOKE), preset="smoke", rt=SMOKE,
+                                        output_dir=out)
+        training.train(trainer)
+    logging.getLogger().removeHandler(handler)
+    return SimpleNamespace(trainer=trainer, tokenizer=tokenizer, out=out, shown=shown.getvalue(), records=records)
+
+
+def test_qlora_trains_through_the_real_path_and_the_loss_falls(run):
+    trainer = run.trainer
+    base = trainer.model.get_base_model()
+    assert base.is_loaded_in_4bit
+    optimizer = trainer.optimizer.optimizer
+    assert type(optimizer).__module__.startswith("bitsandbytes") and optimizer.is_paged
+    assert optimizer.args.optim_bits == 32
+    lora = {n.split(".")[-4] for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert lora == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert all(len(ids) == 128 for ids in trainer.train_dataset["input_ids"][:-1])  # packed blocks
+    history = training.recorder(trainer).history
+    assert [step for step, _ in history] == [5, 10, 15, 20, 25, 30]
+    losses = [loss for _, loss in history]
+    assert sum(losses[:2]) / 2 - sum(losses[-2:]) / 2 > 0.2
+    assert trainer.state.global_step == 30 and "loss" in run.shown
+
+
+def test_the_saved_adapter_reloads_onto_a_fresh_4bit_base_with_identical_logits(run, tiny_dir, tmp_path):
+    run.trainer.model.save_pretrained(tmp_path / "adapter")
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir() if p.suffix != ".md") == [
+        "adapter_config.json", "adapter_model.safetensors"]
+    batch = run.tokenizer(["### Instruction\nName a colour.", "Hi"], return_tensors="pt", padding=True)
+    run.trainer.model.eval()
+    with torch.no_grad():
+        trained = run.trainer.model(**batch).logits
+        reloaded = PeftModel.from_pretrained(loading.load_model(tiny_dir, SMOKE, for_training=False),
+                                             tmp_path / "adapter").eval()(**batch).logits
+        base = loading.load_model(tiny_dir, SMOKE, for_training=False)(**batch).logits
+    assert torch.equal(trained, reloaded)
+    assert not torch.allclose(trained, base)  # the adapter changed something
+
+
+def test_generate_after_training_returns_new_text(run):
+    prompts = [prompting.inference_prompt(row) for row in data.load_alpaca(SMOKE, limit=2)]
+    texts = prompting.generate(run.trainer.model, run.tokenizer, prompts, max_new_tokens=8)
+    assert len(texts) == 2 and all(isinstance(t, str) and t for t in texts)
+    assert run.tokenizer.padding_side == "right"
+
+
+def test_the_token_is_in_no_output_log_or_saved_file(run):
+    assert FAKE not in run.shown
+    assert not any(FAKE in r.getMessage() for r in run.records)
+    files = [p for p in Path(run.out).rglob("*") if p.is_file()]
+    assert any(p.name == "adapter_model.safetensors" for p in files)
+    assert not [p for p in files if FAKE.encode() in p.read_bytes()]
+
+
+def test_checkpoints_every_10_steps_and_the_newest_is_found(run, tmp_path):
+    assert sorted(p.name for p in Path(run.out).glob("checkpoint-*")) == [
+        "checkpoint-10", "checkpoint-20", "checkpoint-30"]
+    assert training.latest_checkpoint(run.out) == str(Path(run.out) / "checkpoint-30")
+    assert training.latest_checkpoint(tmp_path / "missing") is None
+    (tmp_path / "checkpoint-9").mkdir()
+    (tmp_path / "checkpoint-10").mkdir()
+    (tmp_path / "checkpoint-x").mkdir()
+    assert training.latest_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+
+
+def test_training_resumes_at_the_right_step(tiny_dir, tmp_path, capsys):
+    ds = data.load_alpaca(SMOKE)
+
+    def trainer(max_steps):
+        model, tokenizer = loading.load_model(tiny_dir, SMOKE), loading.load_tokenizer(tiny_dir)
+        return training.make_trainer(model, tokenizer, ds, preset="smoke", rt=SMOKE, output_dir=tmp_path,
+                                     max_steps=max_steps, save_steps=2, logging_steps=1, disable_tqdm=True)
+
+    training.train(trainer(2))
+    assert training.latest_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    resumed = trainer(4)
+    training.train(resumed)
+    assert f"Resuming from {tmp_path / 'checkpoint-2'}" in capsys.readouterr().out
+    assert [step for step, _ in training.recorder(resumed).history] == [3, 4]
+    assert resumed.state.global_step == 4
+
+
+def test_t4_preset_is_the_posts_run_in_todays_api():
+    config = training.sft_config("t4", output_dir="out", rt=T4)
+    batches = (config.per_device_train_batch_size, config.gradient_accumulation_steps, config.num_train_epochs)
+    assert batches == (2, 2, 1)
+    assert (config.learning_rate, config.lr_scheduler_type.value, config.warmup_steps) == (2e-4, "cosine", 0.1)
+    assert config.get_warmup_steps(100) == 10  # a float below 1 is a ratio now
+    assert config.gradient_checkpointing and config.gradient_checkpointing_kwargs == {"use_reentrant": False}
+    assert (config.packing, config.packing_strategy, config.max_length) == (True, "wrapped", 512)
+    assert (config.optim.value, config.logging_steps, config.save_strategy.value) == ("paged_adamw_32bit", 10, "epoch")
+    assert config.eval_strategy.value == "no" and config.report_to == []
+    assert (config.fp16, config.bf16) == (True, False)
+
+
+def test_precision_follows_the_runtime_and_overrides_win():
+    # An Ampere SFTConfig cannot be built on this CPU machine (its bf16 check), so check what would be passed.
+    assert {k: training.sft_kwargs("t4", "o", rt=A100)[k] for k in ("fp16", "bf16")} == {"fp16": False, "bf16": True}
+    smoke = training.sft_config("smoke", "o", rt=SMOKE)
+    assert (smoke.fp16, smoke.bf16, smoke.use_cpu) == (False, False, True)
+    assert (smoke.max_steps, smoke.max_length, smoke.logging_steps, smoke.save_steps) == (30, 128, 5, 10)
+    assert smoke.packing and smoke.optim.value == "paged_adamw_32bit"
+    fast = training.sft_config("t4_fast", "o", rt=T4)
+    assert fast.per_device_train_batch_size * fast.gradient_accumulation_steps == 4 and fast.max_length == 512
+    assert fast.fp16 and not fast.gradient_checkpointing
+    assert training.sft_config("t4", "o", rt=T4, learning_rate=1e-4).learning_rate == 1e-4
+    assert training.sft_kwargs(rt=SMOKE)["max_steps"] == 30 and "max_steps" not in training.sft_kwargs(rt=T4)
+
+
+def test_bad_preset_and_old_keywords_are_refused_with_the_new_name():
+    with pytest.raises(ValueError, match=r"preset must be one of \['smoke', 't4', 't4_fast'\] \(or None"):
+        training.sft_config("a100", "o", rt=T4)
+    with pytest.raises(TypeError, match=r"\['warmup_ratio'\].*'warmup_steps \(a float below 1 is a ratio\)'"):
+        training.sft_config("t4", "o", rt=T4, warmup_ratio=0.1)
+    with pytest.raises(TypeError, match="'evaluation_strategy' is now 'eval_strategy'"):
+        training.sft_config("t4", "o", rt=T4, evaluation_strategy="no")
+    with pytest.raises(TypeError, match=r"lora_config got unknown setting\(s\) \['rank'\]"):
+        training.lora_config(rank=8)
+
+
+def test_lora_config_is_the_posts():
+    config = training.lora_config()
+    assert (config.r, config.lora_alpha, config.lora_dropout, config.bias) == (8, 8, 0.1, "none")
+    assert config.task_type == "CAUSAL_LM" and config.target_modules == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert training.lora_config(r=16).r == 16
+
+
+def test_output_dir_survives_a_disconnect_where_it_can(monkeypatch, tmp_path):
+    monkeypatch.delenv("COURSE_OUTPUT_DIR", raising=False)
+    monkeypatch.setattr(training, "DRIVE", tmp_path / "MyDrive")
+    colab = replace(T4, platform="colab")
+    assert training.output_dir(colab) == Path("outputs")  # Drive not mounted
+    (tmp_path / "MyDrive").mkdir()
+    assert training.output_dir(colab) == tmp_path / "MyDrive" / "qlora-course"
+    assert training.output_dir(replace(T4, platform="kaggle")) == Path("/kaggle/working/qlora-course")
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "env"))
+    assert training.output_dir(SMOKE) == tmp_path / "env"
+    assert training.sft_config("smoke", rt=SMOKE).output_dir == str(tmp_path / "env" / "smoke")
+
+
+def test_make_trainer_checks_the_columns_first(tiny_dir):
+    from datasets import Dataset
+
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['output'\]"):
+        training.make_trainer(None, None, Dataset.from_dict({"instruction": ["a"], "input": [""]}), preset="smoke",
+                              rt=SMOKE, output_dir="o")
+
+
+def test_a_nan_loss_stops_training_and_says_what_to_change(capsys):
+    guard, control, state = training.NonFiniteLossGuard(), TrainerControl(), TrainerState(global_step=7)
+    guard.on_log(None, state, control, logs={"loss": 1.5})
+    assert not control.should_training_stop and guard.message is None
+    guard.on_log(None, state, control, logs={"loss": math.nan})
+    assert control.should_training_stop
+    out = capsys.readouterr().out
+    assert "nan at step 7" in out and "bf16" in out and "learning_rate" in out and "fp32" in out
+    guard.on_log(None, state, TrainerControl(), logs={"loss": math.inf})
+    assert "inf" in guard.message
+
+
+def test_loss_recorder_records_and_draws_a_live_plot(monkeypatch, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    recorder, state = training.LossRecorder(live=True), TrainerState()
+    for step, loss in [(1, 3.0), (2, 2.5)]:
+        state.global_step = step
+        recorder.on_log(None, state, TrainerControl(), logs={"loss": loss, "epoch": 0.1})
+    recorder.on_log(None, state, TrainerControl(), logs={"train_runtime": 1.0})
+    assert recorder.history == [(1, 3.0), (2, 2.5)]
+    assert list(recorder._figure.axes[0].lines[0].get_ydata()) == [3.0, 2.5]
+    recorder.on_train_end(None, state, TrainerControl())
+    assert recorder._figure is None and "Figure" in capsys.readouterr().out
+
+
+def test_out_of_memory_in_training_says_what_to_shrink(tmp_path):
+    def oom(resume_from_checkpoint=None):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    fake = SimpleNamespace(args=SimpleNamespace(output_dir=str(tmp_path), device=torch.device("cpu")), train=oom)
+    with pytest.raises(torch.OutOfMemoryError, match="per_device_train_batch_size.*gradient_accumulation_steps"):
+        training.train(fake)
