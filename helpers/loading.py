@@ -1,5 +1,7 @@
 """Loading the model in 4 bit and its tokenizer, and the offline tiny Gemma that smoke mode trains."""
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -27,6 +29,7 @@ QUANT_TYPES = ("nf4", "fp4")
 # Gemma's special-token ids (pad 0, eos 1, bos 2, unk 3), kept in the tiny model too.
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 TINY_VOCAB = 1024
+RECIPE = "course_recipe.json"
 # Gemma-2B's shape (1 KV head, tied embeddings, GeGLU MLP 8x hidden) shrunk to two small layers.
 TINY_SHAPE = dict(
     hidden_size=64,
@@ -142,13 +145,19 @@ def _train_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
     )
 
 
+def _tiny_recipe(seed: int) -> dict:
+    """Return what the tiny model is built from, so a cached copy built another way is rebuilt."""
+    sample = hashlib.sha256(sample_path().read_bytes()).hexdigest()
+    return {"seed": seed, "shape": TINY_SHAPE, "vocab": TINY_VOCAB, "sample_sha256": sample}
+
+
 def tiny_gemma(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str:
     """Build (once, no download) a tiny random Gemma-architecture model and tokenizer; return its folder."""
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}.")
     root = Path(cache_dir or os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "qlora-course")
-    folder = root / f"tiny-gemma-seed{seed}"
-    if folder.is_dir():
+    folder, recipe = root / f"tiny-gemma-seed{seed}", _tiny_recipe(seed)
+    if (folder / RECIPE).is_file() and json.loads((folder / RECIPE).read_text()) == recipe:
         return str(folder)
     texts = [format_prompt(row) for row in load_dataset("json", data_files=str(sample_path()), split="train")]
     tokenizer = _train_tokenizer(texts)
@@ -168,6 +177,11 @@ def tiny_gemma(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str
     scratch = Path(tempfile.mkdtemp(dir=root, prefix=folder.name + "."))
     model.save_pretrained(scratch)
     tokenizer.save_pretrained(scratch)
+    (scratch / RECIPE).write_text(json.dumps(recipe, indent=1))
+    if folder.is_dir():  # built from another recipe (an older course version): move it aside
+        stale = Path(tempfile.mkdtemp(dir=root, prefix=folder.name + ".stale."))
+        folder.rename(stale / folder.name)
+        shutil.rmtree(stale)
     try:
         scratch.rename(folder)
     except OSError:  # another process finished first: use its copy

@@ -112,8 +112,8 @@ def cpu_threads(device: torch.device | str, n: int = 1) -> Iterator[None]:
     if torch.device(device).type != "cpu":
         yield
         return
-    # The tiny model's matrices are too small to split: on shared cores, two threads spent most of a
-    # smoke run waiting for each other (measured: 30 steps took 94-121 s with 2 threads, 12-19 s with 1).
+    # The tiny model's matrices are too small to split: on 2 cores shared with other jobs, two threads spent
+    # most of a smoke run waiting for each other (measured here: 30 steps in 94-121 s with 2, 12-19 s with 1).
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

@@ -101,6 +101,10 @@ def start_lab(base: Path) -> Lab:
     """Start JupyterLab on 127.0.0.1 with a random token, serving base/"notebooks" in smoke mode."""
     root, home = base / "notebooks", base / "jupyter-home"
     root.mkdir()
+    # The notebooks run in notebooks/ and may read "../benchmarks" and the like: mirror the repository.
+    for entry in ROOT.iterdir():
+        if not entry.name.startswith(".") and entry.name not in {"notebooks", "build", "outputs", "output"}:
+            (base / entry.name).symlink_to(entry)
     for name, value in LAB_SETTINGS.items():
         path = home / "lab-settings" / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -291,11 +295,12 @@ def test_02_nf4_widget_renders_and_its_slider_redraws_the_plot(page, lab):
     assert_ran_cleanly(run_all(page, timeout_s=180))
 
     assert panel.locator(".jupyter-widgets.widget-slider").count(), "no ipywidgets slider is shown"
-    cell = (panel.locator(".jp-CodeCell").filter(has=page.locator(".widget-slider"))
-            .filter(has=page.locator(".jp-OutputArea-output img")).first)
-    assert cell.count(), "no cell shows a slider together with a plot"
+    bits = page.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile(r"^bits$")))
+    cell = panel.locator(".jp-CodeCell").filter(has=bits).filter(has=page.locator(".jp-OutputArea-output img")).first
+    assert cell.count(), "no cell shows the NF4 widget: a slider labelled 'bits' above a plot"
     before = image_sources(cell)
-    handle = cell.locator(".widget-slider .noUi-handle").first
+    slider = cell.locator(bits)
+    handle = slider.locator(".noUi-handle")
     value = handle.get_attribute("aria-valuenow")
     # One keyboard step, as a learner can do it; away from the end the slider sits at.
     handle.press("ArrowLeft" if value == handle.get_attribute("aria-valuemax") else "ArrowRight")
@@ -303,7 +308,7 @@ def test_02_nf4_widget_renders_and_its_slider_redraws_the_plot(page, lab):
                     "the plot to change after moving the slider")
     moved = handle.get_attribute("aria-valuenow")
     assert moved != value
-    assert float(cell.locator(".widget-slider .widget-readout").first.inner_text()) == float(moved)
+    assert float(slider.locator(".widget-readout").inner_text()) == float(moved)
     screenshot(page, cell, "02_nf4_widget.png")
 
 

@@ -52,12 +52,16 @@ def test_tiny_gemma_has_gemma_2bs_architecture_and_a_trained_tokenizer(tiny_dir)
     assert len(ids) < len(text) / 2.5  # BPE learned the template's words: far fewer tokens than characters
 
 
-def test_tiny_gemma_is_cached_and_deterministic_for_a_seed(tiny_dir, tmp_path):
+def test_tiny_gemma_is_cached_rebuilt_when_stale_and_deterministic(tiny_dir, tmp_path):
     weights = Path(tiny_dir, "model.safetensors")
     built = weights.stat().st_mtime_ns
     assert loading.tiny_gemma(cache_dir=Path(tiny_dir).parent) == tiny_dir
     assert weights.stat().st_mtime_ns == built
+    stale = tmp_path / "tiny-gemma-seed0"  # as an older course version might have left it
+    stale.mkdir()
+    (stale / "config.json").write_text('{"initializer_range": 0.02}')
     again = loading.tiny_gemma(seed=0, cache_dir=tmp_path)
+    assert again == str(stale) and (stale / "course_recipe.json").is_file()
     assert Path(again, "model.safetensors").read_bytes() == weights.read_bytes()
     assert Path(again, "tokenizer.json").read_bytes() == Path(tiny_dir, "tokenizer.json").read_bytes()
     other = loading.tiny_gemma(seed=1, cache_dir=tmp_path)
