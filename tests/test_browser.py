@@ -22,7 +22,7 @@ import nbformat
 import pytest
 
 sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed: `.venv/bin/pip install -r requirements-dev.txt`")
+    "playwright.sync_api", reason="playwright is not installed: run `.venv/bin/pip install -r requirements-dev.txt`")
 
 pytestmark = pytest.mark.browser
 
@@ -155,7 +155,7 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser_context():
     """Debian's chromium, headless, driven by Playwright; skips with the reason when it is missing."""
     executable = shutil.which("chromium")
     if executable is None:
@@ -171,9 +171,9 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, lab):
+def page(browser_context, lab):
     """A fresh browser page; afterwards the page closes and the kernels it started shut down."""
-    tab = browser.new_page()
+    tab = browser_context.new_page()
     yield tab
     tab.close()
     for session in api(lab, "/api/sessions"):
@@ -191,11 +191,9 @@ def open_notebook(page, lab: Lab, source: Path):
     shutil.copy(source, lab.root / source.name)
     page.goto(f"{lab.url}/lab/tree/{source.name}?reset&token={lab.token}")
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
-    started = time.monotonic()
     panel.wait_for(timeout=120_000)
     wait_until_idle(page, 120, what="the kernel to start")
-    print(f"{source.name} open in {time.monotonic() - started:.0f} s")
-    menu(page, "View", "filebrowser:toggle-main")  # hides the file browser: more room for the notebook in screenshots
+    menu(page, "View", "filebrowser:toggle-main")  # hide the file browser: the screenshots show more notebook
     return panel
 
 
@@ -204,7 +202,8 @@ def notebook_state(page) -> dict:
     return page.evaluate(NOTEBOOK_STATE_JS)
 
 
-def wait_until_idle(page, timeout_s: float, done=lambda state: True, what: str = "the notebook to settle") -> dict:
+def wait_until_idle(page, timeout_s: float, done=lambda state: True,
+                    what: str = "the notebook to settle") -> dict:
     """Poll until the kernel is idle, no cell is queued and done(state) holds twice in a row."""
     deadline, previous = time.monotonic() + timeout_s, False
     while time.monotonic() < deadline:
@@ -231,7 +230,7 @@ def run_all(page, timeout_s: float) -> dict:
 
 def assert_ran_cleanly(state: dict) -> None:
     """Every code cell ran, none raised, none waits for input, every widget rendered."""
-    assert not state["stdin"], "a cell waits for input (input() or getpass()); the notebook must not block"
+    assert not state["stdin"], "a cell waits for input (input() or getpass()): the notebook must not block"
     assert not state["errors"], "a cell raised:\n" + "\n\n".join(state["errors"])
     assert not state["unrun"], f"{state['unrun']} code cells did not run"
     broken = [text for text in state["outputs"] if WIDGET_FAILURE.search(text)]
@@ -245,7 +244,8 @@ def image_sources(locator) -> list[str]:
 
 def cell_showing(panel, text: str):
     """The first code cell whose outputs show text; fails saying which output is missing."""
-    cell = panel.locator(".jp-CodeCell").filter(has=panel.page.locator(".jp-OutputArea-output", has_text=text)).first
+    output = panel.page.locator(".jp-OutputArea-output", has_text=text)
+    cell = panel.locator(".jp-CodeCell").filter(has=output).first
     assert cell.count(), f"no cell shows {text!r}"
     return cell
 
@@ -295,8 +295,9 @@ def test_02_nf4_widget_renders_and_its_slider_redraws_the_plot(page, lab):
     assert_ran_cleanly(run_all(page, timeout_s=180))
 
     assert panel.locator(".jupyter-widgets.widget-slider").count(), "no ipywidgets slider is shown"
-    bits = page.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile(r"^bits$")))
-    cell = panel.locator(".jp-CodeCell").filter(has=bits).filter(has=page.locator(".jp-OutputArea-output img")).first
+    bits = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(r"^bits$")))
+    plot = page.locator(".jp-OutputArea-output img")
+    cell = panel.locator(".jp-CodeCell").filter(has=bits).filter(has=plot).first
     assert cell.count(), "no cell shows the NF4 widget: a slider labelled 'bits' above a plot"
     before = image_sources(cell)
     slider = cell.locator(bits)
@@ -304,8 +305,12 @@ def test_02_nf4_widget_renders_and_its_slider_redraws_the_plot(page, lab):
     value = handle.get_attribute("aria-valuenow")
     # One keyboard step, as a learner can do it; away from the end the slider sits at.
     handle.press("ArrowLeft" if value == handle.get_attribute("aria-valuemax") else "ArrowRight")
-    wait_until_idle(page, 60, lambda s: len(image_sources(cell)) == len(before) != 0 and image_sources(cell) != before,
-                    "the plot to change after moving the slider")
+
+    def redrawn(state: dict) -> bool:
+        now = image_sources(cell)
+        return len(now) == len(before) != 0 and now != before
+
+    wait_until_idle(page, 60, redrawn, "the plot to change after moving the slider")
     moved = handle.get_attribute("aria-valuenow")
     assert moved != value
     assert float(slider.locator(".widget-readout").inner_text()) == float(moved)
@@ -323,13 +328,13 @@ def test_05_shows_the_loss_plot_and_the_generations_in_smoke_mode(page, lab):
     assert image_sources(loss), "the loss plot after training is not shown"
     assert loss.locator("img").first.evaluate("i => i.complete && i.naturalWidth > 100")
 
-    answers = page.locator(".jp-OutputArea-output table").filter(has=page.locator("th", has_text="after training"))
+    answers = page.locator(".jp-OutputArea-output table", has=page.locator("th", has_text="after training"))
     cell = panel.locator(".jp-CodeCell").filter(has=answers).first
     assert cell.count(), "the table of answers before and after training is not shown"
-    table = cell.locator(".jp-OutputArea-output table").first
+    table = cell.locator(answers).first
     headers = table.locator("th").all_inner_texts()
     assert {"instruction", "before training", "after training", "reference"} <= set(headers), headers
-    assert table.locator("tbody tr").count() >= 1, "the answers table has no rows"
+    assert table.locator("tr", has=page.locator("td")).count() >= 1, "the answers table has no rows"
 
     screenshot(page, cell, "05_gemma_qlora_t4_generations.png")
     screenshot(page, loss, "05_gemma_qlora_t4_loss.png")
