@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 from datasets import concatenate_datasets
-from transformers import GemmaConfig, GemmaForCausalLM, TrainerCallback
+from transformers import AutoModelForCausalLM, GemmaConfig, GemmaForCausalLM, TrainerCallback
 
-from helpers import data, loading, memory, runtime, training
+from helpers import data, loading, memory, prompting, runtime, training
 
 RESULTS = Path(__file__).resolve().parent / "results"
 T4_MEMORY_GB = 15.0
@@ -68,10 +68,14 @@ class StepTimer(TrainerCallback):
 def build_model_folder(config: GemmaConfig, folder: Path) -> None:
     """Save a random-weight model of `config` in bf16, with the tiny model's tokenizer, to folder."""
     torch.manual_seed(0)
-    model = GemmaForCausalLM(config).to(torch.bfloat16)
+    # Initialising 2.5 billion weights is quick on the GPU and slow on the CPU.
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(folder)
     loading.load_tokenizer(loading.tiny_gemma()).save_pretrained(folder)
     del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def parameter_count(config) -> int:
@@ -102,14 +106,16 @@ def run_preset(model, tokenizer, train_rows, preset: str, rt, steps: int, warmup
     tokens = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.max_length
     result = dict(preset=preset, batch=args.per_device_train_batch_size,
                   grad_accum=args.gradient_accumulation_steps, max_length=args.max_length,
-                  gradient_checkpointing=bool(args.gradient_checkpointing), optim=str(args.optim),
+                  gradient_checkpointing=bool(args.activation_checkpointing),
+                  optim=getattr(args.optim, "value", str(args.optim)),
                   seconds_per_step=round(seconds, 4), tokens_per_step=tokens,
                   tokens_per_second=round(tokens / seconds, 1))
     if torch.cuda.is_available():
         result["peak_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
         result["peak_reserved_gb"] = round(torch.cuda.max_memory_reserved() / 1e9, 2)
-    # The PEFT wrapper stays on the model between presets; unload it so the next preset starts clean.
+    # Take the adapter and gradient checkpointing off again, so the next preset starts from the same model.
     trainer.model.unload()
+    model.gradient_checkpointing_disable()
     return result
 
 
@@ -159,10 +165,8 @@ def main(argv: list[str]) -> int:
     if args.dry_run:
         rt = dataclasses.replace(rt, mode="smoke", dtype=torch.float32, device_map={"": "cpu"})
     else:
-        # A T4 has no bf16: compute in fp16 whatever this GPU could do, and keep to a T4's memory.
+        # A T4 has no bf16: compute in fp16 whatever this GPU could do.
         rt = dataclasses.replace(rt, mode="full", dtype=torch.float16, device_map={"": 0})
-        total_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
-        torch.cuda.set_per_process_memory_fraction(min(1.0, T4_MEMORY_GB / total_gb))
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -171,16 +175,21 @@ def main(argv: list[str]) -> int:
         else:
             folder = scratch / "gemma-2b-shaped"
             build_model_folder(GemmaConfig(**GEMMA_2B), folder)
+            # From here on, keep to a T4's memory.
+            total_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
+            torch.cuda.set_per_process_memory_fraction(min(1.0, T4_MEMORY_GB / total_gb))
         model = loading.load_model(str(folder), rt)
         tokenizer = loading.load_tokenizer(str(folder))
         rows = data.load_alpaca(dataclasses.replace(rt, mode="smoke"))
         # Enough packed 512-token blocks for warm-up plus the timed steps at any preset's batch.
         train_rows = concatenate_datasets([rows] * (4 if args.dry_run else 40))
         presets = ["smoke"] if args.dry_run else ["t4", "t4_fast"]
+        print(f"{rt.gpu_name or 'CPU'}: timing {presets} for {args.steps} steps after {args.warmup} warm-up steps")
         results = [run_preset(model, tokenizer, train_rows, p, rt, args.steps, args.warmup, scratch)
                    for p in presets]
 
-    chars = sum(len(r["instruction"]) + len(r["input"]) + len(r["output"]) for r in rows) / len(rows)
+    # Whole training texts, template included: that is what gets packed into 512-token blocks.
+    chars = sum(len(prompting.format_prompt(r)) for r in rows) / len(rows)
     epoch_tokens = chars / CHARS_PER_TOKEN * DOLLY_ROWS
     gpu = rt.gpu_name or "cpu-dry-run"
     config = model.config

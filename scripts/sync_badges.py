@@ -27,7 +27,7 @@ TABLE = {
     "04_paged_optimizers.ipynb": ("Optimizer state is memory; what paged optimizers do (and what they don't)",
                                   "not measured", "about 45 s"),
     "05_gemma_qlora_t4.ipynb": ("The post's Gemma-2B QLoRA run on today's libraries: train, generate, save, reload",
-                                "not measured (its pre-flight cell says what is known)", "about 50 s"),
+                                "about 2.3 h (`t4`) / 1.4 h (`t4_fast`): projected from an H200 run, not measured on a T4", "about 50 s"),
 }
 COLAB_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 KAGGLE_SVG = "https://kaggle.com/static/images/open-in-kaggle.svg"
