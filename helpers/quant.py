@@ -72,6 +72,21 @@ def _check_constants(absmax: torch.Tensor, n: int, blocksize: int, name: str = "
         )
 
 
+def _check_block_codes(q: torch.Tensor, q_dtype: torch.dtype, producer: str, absmax: torch.Tensor,
+                       shape: Sequence[int], blocksize: int, dtype: torch.dtype) -> tuple[int, ...]:
+    """Check the arguments of a block-wise dequantizer (one code per value) and return `shape` as a tuple."""
+    _check_blocksize(blocksize, smallest=2)
+    shape = _check_shape(shape)
+    n = math.prod(shape)
+    _check_dtype(dtype)
+    if not isinstance(q, torch.Tensor) or q.dtype != q_dtype:
+        raise TypeError(f"q must be the {q_dtype} tensor from {producer}, got {getattr(q, 'dtype', type(q))}")
+    if q.numel() != n:
+        raise ValueError(f"q has {q.numel()} values but shape {shape} needs {n}")
+    _check_constants(absmax, n, blocksize)
+    return shape
+
+
 def _blocks(flat: torch.Tensor, blocksize: int) -> torch.Tensor:
     """View a flat tensor as rows of `blocksize` values, padding the last partial block with zeros."""
     pad = -flat.numel() % blocksize
@@ -145,15 +160,7 @@ def blockwise_dequantize(
     q: torch.Tensor, absmax: torch.Tensor, shape: Sequence[int], blocksize: int = 64, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Undo blockwise_quantize and reshape to `shape`."""
-    _check_blocksize(blocksize, smallest=2)
-    shape = _check_shape(shape)
-    n = math.prod(shape)
-    _check_dtype(dtype)
-    if not isinstance(q, torch.Tensor) or q.dtype != torch.int8:
-        raise TypeError(f"q must be the int8 tensor from blockwise_quantize, got {getattr(q, 'dtype', type(q))}")
-    if q.numel() != n:
-        raise ValueError(f"q has {q.numel()} values but shape {shape} needs {n}")
-    _check_constants(absmax, n, blocksize)
+    shape = _check_block_codes(q, torch.int8, "blockwise_quantize", absmax, shape, blocksize, dtype)
     values = _scale_blocks_(q.reshape(-1).float(), absmax.float(), blocksize).mul_(INV_127)
     return values.to(dtype).reshape(shape)
 
@@ -250,15 +257,7 @@ def dequantize_with_code(
 ) -> torch.Tensor:
     """Undo quantize_with_code: code[q] times its block's absmax, reshaped to `shape`."""
     _check_code(code)
-    _check_blocksize(blocksize, smallest=2)
-    shape = _check_shape(shape)
-    n = math.prod(shape)
-    _check_dtype(dtype)
-    if not isinstance(q, torch.Tensor) or q.dtype != torch.uint8:
-        raise TypeError(f"q must be the uint8 tensor from quantize_with_code, got {getattr(q, 'dtype', type(q))}")
-    if q.numel() != n:
-        raise ValueError(f"q has {q.numel()} values but shape {shape} needs {n}")
-    _check_constants(absmax, n, blocksize)
+    shape = _check_block_codes(q, torch.uint8, "quantize_with_code", absmax, shape, blocksize, dtype)
     values = code.float()[q.reshape(-1).long()]
     return _scale_blocks_(values, absmax.float(), blocksize).to(dtype).reshape(shape)
 
