@@ -1,5 +1,6 @@
 """QLoRA training: the post's LoRA and trainer settings in today's trl API, checkpoints that survive, live loss."""
 
+import json
 import math
 import os
 from dataclasses import fields
@@ -213,6 +214,16 @@ def make_trainer(model, tokenizer, train_dataset, eval_dataset=None, preset: str
 def recorder(trainer: SFTTrainer) -> LossRecorder:
     """Return the trainer's LossRecorder (its .history holds (step, loss) pairs)."""
     return next(c for c in trainer.callback_handler.callbacks if isinstance(c, LossRecorder))
+
+
+def benchmark_reports() -> list[dict]:
+    """Return the T4 benchmark's reports (benchmarks/t4_qlora.py), from the package or the repository."""
+    here = Path(__file__).resolve().parent
+    # An installed wheel carries them next to this file; a checkout keeps them in benchmarks/results.
+    for folder in (here / "benchmark_results", here.parent / "benchmarks" / "results"):
+        if folder.is_dir():
+            return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return []
 
 
 def latest_checkpoint(folder: str | os.PathLike) -> str | None:

@@ -220,3 +220,16 @@ def test_out_of_memory_in_training_says_what_to_shrink(tmp_path):
     fake = SimpleNamespace(args=SimpleNamespace(output_dir=str(tmp_path), device=torch.device("cpu")), train=oom)
     with pytest.raises(torch.OutOfMemoryError, match="per_device_train_batch_size.*gradient_accumulation_steps"):
         training.train(fake)
+
+
+def test_benchmark_reports_are_read_from_the_repository_and_shipped_in_the_wheel():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(training.__file__).resolve().parent.parent
+    on_disk = sorted((root / "benchmarks" / "results").glob("*.json"))
+    reports = training.benchmark_reports()
+    assert len(reports) == len(on_disk) and all("presets" in r and "gpu" in r for r in reports)
+    force = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"][
+        "force-include"]
+    assert force["benchmarks/results"] == "helpers/benchmark_results"
