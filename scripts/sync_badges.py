@@ -16,18 +16,19 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
 # What each notebook teaches and how long it runs: the README's table shows these. The CPU times
-# are smoke-mode runs measured with scripts/run_course.py on a 2-core machine (2026-11); T4 times
-# stay "not measured" until someone runs the notebook on a T4 and writes the figure here.
+# are smoke-mode runs measured with `make course` on an idle 2-core machine (2026-11-28: 14, 19, 20,
+# 19 and 24 s, most of it imports); T4 times stay "not measured" until someone runs the notebook on a
+# T4 and writes the figure here (05's is the benchmark's projection, labelled as such).
 TABLE = {
     "01_absmax_int8.ipynb": ("Absmax int8, row-wise and block-wise, checked bit for bit against bitsandbytes",
-                             "not measured", "about 30 s"),
-    "02_nf4.ipynb": ("NF4 built from normal quantiles; NF4 vs FP4 vs Int4 error", "not measured", "about 30 s"),
+                             "not measured", "about 15 s"),
+    "02_nf4.ipynb": ("NF4 built from normal quantiles; NF4 vs FP4 vs Int4 error", "not measured", "about 20 s"),
     "03_double_quantization.ipynb": ("Double quantization, bits per parameter, Gemma-2B's 4-bit memory predicted",
-                                     "not measured", "about 40 s"),
+                                     "not measured", "about 20 s"),
     "04_paged_optimizers.ipynb": ("Optimizer state is memory; what paged optimizers do (and what they don't)",
-                                  "not measured", "about 45 s"),
+                                  "not measured", "about 20 s"),
     "05_gemma_qlora_t4.ipynb": ("The post's Gemma-2B QLoRA run on today's libraries: train, generate, save, reload",
-                                "about 2.3 h (`t4`) / 1.4 h (`t4_fast`): projected from an H200 run, not measured on a T4", "about 50 s"),
+                                "about 2.3 h (`t4`) / 1.4 h (`t4_fast`): projected from an H200 run, not measured on a T4", "about 25 s"),
 }
 COLAB_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 KAGGLE_SVG = "https://kaggle.com/static/images/open-in-kaggle.svg"
