@@ -14,7 +14,7 @@ from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNot
 from helpers import auth, loading
 from helpers.runtime import Runtime
 
-FAKE = "hf_FAKEtok3nN0tRealAbCdEfGhIjKlMnOpQr"
+FAKE = "hf_FAKE_not_a_real_token_auth_0123456789"
 COLAB_T4 = Runtime("colab", "Tesla T4", 1, 15.0, (7, 5), torch.float16, "full", {"": 0})
 URL = "https://huggingface.co/google/gemma-2b/resolve/main/config.json"
 

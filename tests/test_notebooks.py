@@ -9,7 +9,7 @@ from run_course import execute
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-FAKE_TOKEN = "hf_FAKEcourseTOKEN0123456789abcdefghijkl"
+FAKE_TOKEN = "hf_FAKE_not_a_real_token_notebooks_0123456789"
 
 
 def test_the_course_has_its_five_notebooks():

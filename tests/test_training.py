@@ -19,7 +19,7 @@ from helpers.runtime import Runtime
 SMOKE = Runtime("local", None, 0, None, None, torch.float32, "smoke", {"": "cpu"})
 T4 = Runtime("colab", "Tesla T4", 1, 15.0, (7, 5), torch.float16, "full", {"": 0})
 A100 = replace(T4, platform="local", gpu_name="A100", compute_capability=(8, 0), dtype=torch.bfloat16)
-FAKE = "hf_FAKEtrainTok3nXyZ0123456789abcdef"
+FAKE = "hf_FAKE_not_a_real_token_training_0123456789"
 
 
 @pytest.fixture(scope="session")
