@@ -106,7 +106,6 @@ def check_c1_field(answer: object) -> bool:
 
 def check_lora_adamw_bytes(answer: object, config, r: int = 16) -> bool:
     """Notebook 04, exercise 1: AdamW state bytes of LoRA rank r on q,k,v,o of the model `config` describes."""
-    from helpers import memory  # imported here so that notebooks 01-03 do not pay for it
 
     expected = torch.tensor(8 * memory.lora_params(config, r=r))
     return check("Exercise 1: AdamW state of a bigger LoRA", _matches(answer, expected),
@@ -152,7 +151,6 @@ def check_lora_percent(answer: object, config, r: int = 8) -> bool:
     """Notebook 05, exercise 3: the percentage of the model `config` describes that LoRA r on q,k,v,o trains."""
     from transformers import AutoModelForCausalLM
 
-    from helpers import memory
 
     with torch.device("meta"):
         total = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())

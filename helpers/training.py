@@ -26,7 +26,7 @@ RENAMED = {
     "tokenizer": "processing_class (an SFTTrainer argument)",
 }
 
-# The post's run (section 9-10) in today's API. "wrapped" packing is the post's ConstantLengthDataset:
+# The post's run (section 9-10) in today's API, plus the paged optimizer. "wrapped" packing is the post's ConstantLengthDataset:
 # all texts joined, then cut into blocks of max_length tokens.
 POST_SETTINGS = dict(
     per_device_train_batch_size=2,
@@ -41,6 +41,8 @@ POST_SETTINGS = dict(
     packing=True,
     packing_strategy="wrapped",
     max_length=512,
+    # Not in the post, which left the default AdamW: QLoRA's paged optimizer (the paper's and this course's
+    # choice). Notebook 04 shows that at r=8 its state is too small to be paged at all.
     optim="paged_adamw_32bit",
     logging_strategy="steps",
     logging_steps=10,
@@ -50,11 +52,10 @@ POST_SETTINGS = dict(
 )
 PRESETS = {
     "t4": {},
-    # UNMEASURED: the post's batches (2 x 2 accumulated, 4 x 512 tokens per optimizer step, so the same
-    # run) without activation checkpointing, which recomputes each forward pass and dequantizes the 4-bit
-    # weights once more per micro-batch. Estimated from Gemma-2B's shapes (fp32 residual stream, see
-    # loading.storage_dtype) at about 11 GB of a T4's 15; next to try if there is room:
-    # per_device_train_batch_size=4, gradient_accumulation_steps=1 (fewer dequantizations per token).
+    # The post's batches (2 x 2 accumulated, 4 x 512 tokens per optimizer step, so the same run) without
+    # activation checkpointing, which recomputes every forward pass and dequantizes the 4-bit weights again.
+    # On an H200 capped at 15 GB with fp16 compute: 1.69x the tokens/s of "t4", peak 8.1 GB instead of 3.8 GB
+    # (benchmarks/results/NVIDIA_H200.json); not yet measured on a T4.
     "t4_fast": dict(activation_checkpointing=False),
     # The same shape for the tiny model on a CPU: a few dozen short steps, a loss logged every 5, a
     # checkpoint every 10 steps (so resuming can be tried), and a learning rate a random model notices.
@@ -127,7 +128,14 @@ def sft_kwargs(preset: str | None = None, output_dir: str | os.PathLike | None =
 def sft_config(preset: str | None = None, output_dir: str | os.PathLike | None = None, rt: Runtime | None = None,
                **overrides) -> SFTConfig:
     """Return the SFTConfig of a preset ("t4", "t4_fast", "smoke"; None: smoke or t4 by mode), with overrides."""
-    return SFTConfig(**sft_kwargs(preset, output_dir, rt, **overrides))
+    rt = rt or detect()
+    config = SFTConfig(**sft_kwargs(preset, output_dir, rt, **overrides))
+    if rt.gpu_count > 1 and rt.device_map == {"": 0}:
+        # transformers multiplies the batch by every visible GPU, but a 4-bit model pinned to GPU 0 never gets
+        # DataParallel: on Kaggle's two T4s GPU 0 would take batches of 4. Count the one GPU the model uses.
+        _ = config.device  # devices are set up lazily; set them up now so the count below sticks
+        config._n_gpu = 1
+    return config
 
 
 class LossRecorder(TrainerCallback):

@@ -6,6 +6,7 @@ Usage: python scripts/run_course.py [notebooks/02_nf4.ipynb ...]
 """
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,11 @@ def execute(path: Path, out_dir: Path, timeout: int = 900) -> nbformat.NotebookN
 
 def main(paths: list[str]) -> int:
     """Execute the given notebooks (all of them by default); return a process exit code."""
-    os.environ.setdefault("COURSE_OUTPUT_DIR", str(BUILD / "outputs"))
+    if "COURSE_OUTPUT_DIR" not in os.environ:
+        # A fresh folder each run: notebook 05 resumes from any checkpoint it finds, and a second run of
+        # the course should train again, not resume a finished run.
+        shutil.rmtree(BUILD / "outputs", ignore_errors=True)
+        os.environ["COURSE_OUTPUT_DIR"] = str(BUILD / "outputs")
     notebooks = [Path(p).resolve() for p in paths] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     timings, failed = {}, []
     for path in notebooks:

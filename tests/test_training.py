@@ -233,3 +233,11 @@ def test_benchmark_reports_are_read_from_the_repository_and_shipped_in_the_wheel
     force = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"][
         "force-include"]
     assert force["benchmarks/results"] == "helpers/benchmark_results"
+
+
+def test_two_visible_gpus_with_the_model_pinned_to_one_count_as_one(tmp_path):
+    kaggle = replace(SMOKE, platform="kaggle", gpu_count=2, device_map={"": 0})
+    single = replace(SMOKE, gpu_count=1, device_map={"": 0})
+    # Without the pin transformers would multiply the batch by the visible GPUs.
+    assert training.sft_config("t4", output_dir=tmp_path, rt=kaggle).n_gpu == 1
+    assert training.sft_config("t4", output_dir=tmp_path, rt=single).n_gpu == 0  # this machine has none
