@@ -42,9 +42,6 @@ DOLLY_ROWS = 15_011
 # Gemma's tokenizer cannot be fetched here; English prose averages about 4 characters per token
 # with large vocabularies, which is good enough for a labelled projection.
 CHARS_PER_TOKEN = 4.0
-GEMMA_2B = dict(vocab_size=256_000, hidden_size=2048, intermediate_size=16_384, num_hidden_layers=18,
-                num_attention_heads=8, num_key_value_heads=1, head_dim=256, max_position_embeddings=8192,
-                tie_word_embeddings=True)
 
 
 class StepTimer(TrainerCallback):
@@ -174,7 +171,7 @@ def main(argv: list[str]) -> int:
             folder = Path(loading.tiny_gemma())
         else:
             folder = scratch / "gemma-2b-shaped"
-            build_model_folder(GemmaConfig(**GEMMA_2B), folder)
+            build_model_folder(loading.gemma_2b_config(), folder)
             # From here on, keep to a T4's memory.
             total_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
             torch.cuda.set_per_process_memory_fraction(min(1.0, T4_MEMORY_GB / total_gb))

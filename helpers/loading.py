@@ -29,6 +29,18 @@ QUANT_TYPES = ("nf4", "fp4")
 # Gemma's special-token ids (pad 0, eos 1, bos 2, unk 3), kept in the tiny model too.
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 TINY_VOCAB = 1024
+# google/gemma-2b's config.json (docs/facts.md), so its shapes can be used without a download.
+GEMMA_2B_SHAPE = dict(
+    vocab_size=256_000,
+    hidden_size=2048,
+    intermediate_size=16_384,
+    num_hidden_layers=18,
+    num_attention_heads=8,
+    num_key_value_heads=1,
+    head_dim=256,
+    max_position_embeddings=8192,
+    tie_word_embeddings=True,
+)
 RECIPE = "course_recipe.json"
 # Gemma-2B's shape (1 KV head, tied embeddings, GeGLU MLP 8x hidden) shrunk to two small layers.
 TINY_SHAPE = dict(
@@ -43,6 +55,11 @@ TINY_SHAPE = dict(
     # Wider than Gemma's 0.02, so that the tied output embedding can move the loss within a few dozen steps.
     initializer_range=0.1,
 )
+
+
+def gemma_2b_config() -> GemmaConfig:
+    """Return Gemma-2B's config, built locally: its shapes without a download or a token."""
+    return GemmaConfig(**GEMMA_2B_SHAPE)
 
 
 def bnb_kwargs(rt: Runtime | None = None, double_quant: bool = True, quant_type: str = "nf4") -> dict:

@@ -6,10 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, GemmaConfig, LlamaConfig
 
-from helpers import memory
+from helpers import loading, memory
 
-GEMMA_2B = GemmaConfig(vocab_size=256000, hidden_size=2048, intermediate_size=16384, num_hidden_layers=18,
-                       num_attention_heads=8, num_key_value_heads=1, head_dim=256)
+GEMMA_2B = loading.gemma_2b_config()
 LLAMA_7B = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                        vocab_size=32000)
 LLAMA_65B = LlamaConfig(hidden_size=8192, intermediate_size=22016, num_hidden_layers=80, num_attention_heads=64,
