@@ -1,6 +1,17 @@
 import sys
 from pathlib import Path
 
+import pytest
+
+from helpers.runtime import cpu_threads
+
 ROOT = Path(__file__).resolve().parent.parent
 # scripts/ is not a package: the notebook tests reuse the course runner from there.
 sys.path.insert(0, str(ROOT / "scripts"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tests on one torch thread (results are the same bits; tiny tensors run faster)."""
+    with cpu_threads("cpu"):
+        yield

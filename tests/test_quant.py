@@ -23,14 +23,8 @@ SHAPES = ((1,), (2,), (3,), (7,), (100,), (4096,), (5, 7), (8, 16), (4, 96), (16
 bnb_reference_dequantize = default_ops._dequantize_4bit_compute.__wrapped__
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run on one thread: these tensors are tiny, and with two threads every op waits for the second core,
-    which other processes keep busy (5-10x slower here); the results are the same bits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: with two threads every op waits for the second core, which other jobs keep busy.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _avx512_kernel_wrong(shape: tuple[int, ...], blocksize: int) -> bool:
