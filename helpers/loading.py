@@ -118,9 +118,23 @@ def load_model(name: str, rt: Runtime | None = None, quantization_config=None, f
         if is_auth_error(e):
             raise GatedModelError(name) from None
         raise
+    keep_nf4_layout(model)
     if for_training:
         # The key/value cache only speeds up generation; in training it holds memory for nothing.
         model.config.use_cache = False
+    return model
+
+
+def keep_nf4_layout(model: torch.nn.Module) -> torch.nn.Module:
+    """Keep every 4-bit layer of model in the stored NF4 (+ double-quantized) layout when it runs on a CPU."""
+    import bitsandbytes as bnb
+
+    # On a CPU with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit weight at its first eval-mode forward into a
+    # layout that needs widths divisible by 32 and drops the double-quantized constants: turning that off keeps
+    # what the course teaches as what runs, on every x86 CPU.
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
     return model
 
 
