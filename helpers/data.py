@@ -1,10 +1,11 @@
 """The instruction data: dolly-15k in alpaca format on a GPU, the shipped sample in smoke mode."""
 
+import math
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
-from helpers.runtime import Runtime, detect
+from helpers.runtime import Runtime, check_runtime, detect
 
 DOLLY = "c-s-ale/dolly-15k-instruction-alpaca-format"
 COLUMNS = ("instruction", "input", "output")
@@ -18,8 +19,28 @@ def sample_path() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "sample_alpaca.jsonl"
 
 
+def check_dataset(ds, name: str = "ds") -> Dataset:
+    """Return ds if it is a datasets.Dataset with at least one row, else raise a TypeError/ValueError naming `name`."""
+    if isinstance(ds, DatasetDict):
+        raise TypeError(
+            f"{name} must be one split, a datasets.Dataset, got a DatasetDict with splits {sorted(ds)}: "
+            f"pick one, e.g. {name}['train']."
+        )
+    if not isinstance(ds, Dataset):
+        hint = " Make one with datasets.Dataset.from_list(rows)." if isinstance(ds, (list, tuple)) else ""
+        raise TypeError(
+            f"{name} must be a datasets.Dataset (data.load_alpaca or data.split give one), "
+            f"got {type(ds).__name__}.{hint}"
+        )
+    if len(ds) == 0:
+        raise ValueError(f"{name} has 0 rows: pass a Dataset with at least one row (check DATA_LIMIT and the split).")
+    return ds
+
+
 def check_columns(ds: Dataset, columns: tuple[str, ...] = COLUMNS) -> Dataset:
     """Return ds unchanged if it has the prompt template's columns, else raise a ValueError naming the gaps."""
+    if isinstance(ds, DatasetDict) or not isinstance(ds, Dataset):
+        check_dataset(ds)
     missing = [c for c in columns if c not in ds.column_names]
     if missing:
         raise ValueError(
@@ -31,9 +52,9 @@ def check_columns(ds: Dataset, columns: tuple[str, ...] = COLUMNS) -> Dataset:
 
 def load_alpaca(rt: Runtime | None = None, limit: int | None = None) -> Dataset:
     """Load dolly-15k (full mode) or the shipped sample (smoke mode), checked, optionally cut to `limit` rows."""
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive whole number of rows or None for all, got {limit!r}.")
-    rt = rt or detect()
+    rt = check_runtime(rt) or detect()
     if rt.mode == "full":
         ds = load_dataset(DOLLY, split="train")
     else:
@@ -42,13 +63,24 @@ def load_alpaca(rt: Runtime | None = None, limit: int | None = None) -> Dataset:
     return ds.select(range(min(limit, len(ds)))) if limit else ds
 
 
-def split(ds: Dataset, eval_size: float | int = 0.1, seed: int = 0) -> DatasetDict:
+def split(ds: Dataset, eval_size: float = 0.1, seed: int = 0) -> DatasetDict:
     """Split ds into "train" and "test" the same way every time for a given seed."""
+    check_dataset(ds)
+    n = len(ds)
+    if n < 2:
+        raise ValueError(f"ds has {n} row: split needs at least 2 (one to train on, one to hold out).")
     if isinstance(eval_size, bool) or not (
-        (isinstance(eval_size, float) and 0 < eval_size < 1) or (isinstance(eval_size, int) and 0 < eval_size < len(ds))
+        (isinstance(eval_size, float) and 0 < eval_size < 1) or (isinstance(eval_size, int) and 0 < eval_size < n)
     ):
         raise ValueError(
-            f"eval_size must be a fraction between 0 and 1 or a row count between 1 and {len(ds) - 1}, "
-            f"got {eval_size!r}."
+            f"eval_size must be a fraction between 0 and 1 or a row count between 1 and {n - 1}, got {eval_size!r}."
         )
+    # datasets holds out ceil(fraction * n) rows: refuse a fraction that would leave nothing to train on.
+    if isinstance(eval_size, float) and math.ceil(eval_size * n) >= n:
+        raise ValueError(
+            f"eval_size={eval_size!r} of {n} rows holds out all of them: pass a smaller fraction or a row count "
+            f"between 1 and {n - 1}."
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be a whole number (int), got {seed!r}.")
     return ds.train_test_split(test_size=eval_size, seed=seed)

@@ -1,5 +1,7 @@
 """The post's prompt template, and batched generation that returns only the new text."""
 
+from collections.abc import Mapping
+
 import torch
 
 from helpers.runtime import cpu_threads
@@ -13,11 +15,19 @@ INFERENCE_TEMPLATE = HEADER + "\n### Instruction\n{instruction}\n### Input\n{inp
 TEMPLATE = INFERENCE_TEMPLATE + "{output}\n"
 
 
-def _fields(row: dict, names: tuple[str, ...]) -> dict:
-    """Return row's fields `names`, raising a ValueError that names any that are missing."""
+def _fields(row: Mapping, names: tuple[str, ...]) -> dict:
+    """Return row's fields `names`, raising a TypeError/ValueError that names any that are missing or not text."""
+    if not isinstance(row, Mapping):
+        raise TypeError(
+            f"row must be a dict (or one row of a Dataset, e.g. dataset[0]) with the keys {list(names)}, "
+            f"got {type(row).__name__} {row!r:.80}."
+        )
     missing = [n for n in names if n not in row]
     if missing:
         raise ValueError(f"row lacks {missing}; it has {sorted(row)}. Give it the keys {list(names)}.")
+    for n in names:
+        if not isinstance(row[n], str):
+            raise TypeError(f"row[{n!r}] must be a string, got {row[n]!r}: use '' for an empty field.")
     return {n: row[n] for n in names}
 
 
@@ -31,22 +41,61 @@ def inference_prompt(row: dict) -> str:
     return INFERENCE_TEMPLATE.format_map(_fields(row, ("instruction", "input")))
 
 
-def generate(model, tokenizer, prompts: str | list[str], max_new_tokens: int = 64, **kw) -> list[str]:
-    """Generate for a batch of prompts (greedy unless kw says otherwise); return only the new text of each."""
+# generate() builds these itself, so a learner's own would clash with (or silently override) its arguments.
+CLASHES = {
+    "max_length": "max_new_tokens (the length of the answer alone)",
+    "input_ids": "prompts (the text)",
+    "attention_mask": "prompts (the text)",
+    "inputs": "prompts (the text)",
+}
+
+
+def _check_generate_args(model, tokenizer, prompts, max_new_tokens, kw: dict) -> list[str]:
+    """Return prompts as a list after checking every argument of generate, naming the first bad one."""
+    if not callable(getattr(model, "generate", None)):
+        raise TypeError(f"model must be a loaded model (loading.load_model or trainer.model), got {model!r:.80}.")
+    if isinstance(tokenizer, str) or not callable(tokenizer) or not hasattr(tokenizer, "padding_side"):
+        raise TypeError(f"tokenizer must be a loaded tokenizer (loading.load_tokenizer(name)), got {tokenizer!r:.80}.")
     if isinstance(prompts, str):
         prompts = [prompts]
-    if not prompts or not all(isinstance(p, str) for p in prompts):
-        raise TypeError("prompts must be a string or a non-empty list of strings (see inference_prompt).")
-    padding_side, was_training = tokenizer.padding_side, model.training
-    # Left padding puts every prompt's last token at the end, right where generation continues.
-    tokenizer.padding_side = "left"
+    if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise TypeError(
+            "prompts must be a string or a non-empty list of strings (see inference_prompt), "
+            f"got {prompts!r:.80}."
+        )
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a whole number of tokens of at least 1, got {max_new_tokens!r}.")
+    clashes = sorted(set(kw) & set(CLASHES))
+    if clashes:
+        raise TypeError(f"generate got {clashes}, which it sets itself: pass {CLASHES[clashes[0]]} instead.")
+    return list(prompts)
+
+
+def generate(model, tokenizer, prompts: str | list[str], max_new_tokens: int = 64, **kw) -> list[str]:
+    """Generate for a batch of prompts (greedy unless kw says otherwise); return only the new text of each."""
+    prompts = _check_generate_args(model, tokenizer, prompts, max_new_tokens, kw)
+    context = getattr(model.config, "max_position_embeddings", None) or 10**9
+    if max_new_tokens >= context:
+        raise ValueError(
+            f"max_new_tokens must be below the model's context of {context:,} tokens, got {max_new_tokens!r}."
+        )
+    room = context - max_new_tokens
+    for i, ids in enumerate(tokenizer(prompts).input_ids, 1):
+        if len(ids) > room:
+            print(f"prompt {i} of {len(prompts)}: {len(ids):,} tokens, cut to its last {room:,} (the model's "
+                  f"context is {context:,} tokens, {max_new_tokens} kept for the answer).")
+    sides, was_training = (tokenizer.padding_side, tokenizer.truncation_side), model.training
+    # Left padding puts every prompt's last token at the end, right where generation continues; left truncation
+    # keeps the end of a long prompt, where its "### Response" line is.
+    tokenizer.padding_side = tokenizer.truncation_side = "left"
     model.eval()
     try:
-        batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+        batch = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=room)
+        batch = batch.to(model.device)
         settings = {"do_sample": False, "use_cache": True, "pad_token_id": tokenizer.pad_token_id, **kw}
         with torch.no_grad(), cpu_threads(model.device):
             out = model.generate(**batch, max_new_tokens=max_new_tokens, **settings)
     finally:
-        tokenizer.padding_side = padding_side
+        tokenizer.padding_side, tokenizer.truncation_side = sides
         model.train(was_training)
     return tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -25,6 +25,16 @@ class Runtime:
     device_map: dict
 
 
+def check_runtime(rt: Runtime | None, name: str = "rt") -> Runtime | None:
+    """Return rt if it is a Runtime or None, else raise a TypeError saying how to get one."""
+    if rt is not None and not isinstance(rt, Runtime):
+        raise TypeError(
+            f"{name} must be the Runtime that runtime.setup() returns (or None to detect it), got {rt!r}. "
+            "For a mode, set COURSE_MODE=smoke or full instead."
+        )
+    return rt
+
+
 def detect_platform() -> str:
     """Return "colab", "kaggle" or "local" from the notebook host's modules and environment."""
     if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
@@ -61,13 +71,15 @@ def detect() -> Runtime:
     else:
         # bf16 needs compute capability 8.0 (Ampere); a T4 is 7.5, so it gets fp16.
         dtype = torch.bfloat16 if capability >= (8, 0) else torch.float16
-        # One GPU even when there are two (Kaggle): a k-bit model split across devices cannot be trained.
+        # One GPU even when there are two (Kaggle): 3 GB fits one T4; a split only adds transfers while one idles.
         device_map = {"": 0}
     return Runtime(detect_platform(), gpu_name, gpu_count, memory_gb, capability, dtype, mode, device_map)
 
 
 def describe(rt: Runtime) -> str:
     """Return the one line that tells the learner which mode runs, on what, and why."""
+    if check_runtime(rt) is None:
+        raise TypeError("rt must be the Runtime that runtime.detect() returns, got None.")
     where = {"colab": "Colab", "kaggle": "Kaggle", "local": "this machine"}[rt.platform]
     if rt.mode == "smoke":
         if rt.gpu_count:
@@ -75,10 +87,15 @@ def describe(rt: Runtime) -> str:
                 f"Smoke mode (COURSE_MODE=smoke) on {where}: a tiny Gemma-architecture model on the CPU with "
                 f"the shipped sample data, although a GPU ({rt.gpu_name}) is present (unset COURSE_MODE to use it)."
             )
-        return (
-            "Smoke mode: no GPU found, so this runs a tiny Gemma-architecture model on the shipped sample "
-            "data (set COURSE_MODE=full to override)."
-        )
+        line = "Smoke mode: no GPU found, so this runs a tiny Gemma-architecture model on the shipped sample data"
+        # On a hosted CPU runtime the way to the real run is a GPU runtime, not COURSE_MODE=full (it would fail).
+        gpu_runtime = {
+            "colab": "Runtime > Change runtime type > T4 GPU",
+            "kaggle": "Settings > Accelerator > GPU T4 x2",
+        }
+        if rt.platform in gpu_runtime:
+            return f"{line}. For the real run on {where}, choose a GPU runtime ({gpu_runtime[rt.platform]})."
+        return f"{line} (set COURSE_MODE=full to override)."
     if not rt.gpu_count:
         return (
             f"Full mode (COURSE_MODE=full) on {where}, but no GPU found: loading Gemma-2B will fail. Pick a GPU "
@@ -93,8 +110,8 @@ def describe(rt: Runtime) -> str:
     )
     if rt.gpu_count > 1:
         line += (
-            f" Using GPU 0 of {rt.gpu_count} (device_map={{'': 0}}): a 4-bit model split across "
-            "devices cannot be trained."
+            f" Using GPU 0 of {rt.gpu_count} (device_map={{'': 0}}): the 4-bit model (about 3 GB) fits one GPU, and "
+            "splitting it would only add transfers while one GPU waits; GPUS = 2 in notebook 05 trains on both."
         )
     return line
 
@@ -109,6 +126,10 @@ def setup() -> Runtime:
 @contextmanager
 def cpu_threads(device: torch.device | str, n: int = 1) -> Iterator[None]:
     """On a CPU device, run the block with n torch threads, then restore the count; elsewhere do nothing."""
+    if not isinstance(device, (torch.device, str)):
+        raise TypeError(f"device must be a torch.device or a string such as 'cpu' or 'cuda:0', got {device!r}.")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a whole number of threads of at least 1, got {n!r}.")
     if torch.device(device).type != "cpu":
         yield
         return

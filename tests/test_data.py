@@ -85,3 +85,30 @@ def test_split_is_deterministic_and_disjoint(smoke_rt):
 def test_bad_eval_size_is_refused(smoke_rt, eval_size):
     with pytest.raises(ValueError, match="eval_size must be"):
         data.split(data.load_alpaca(smoke_rt, limit=10), eval_size=eval_size)
+
+
+def test_a_limit_above_the_rows_keeps_them_all(smoke_rt):
+    n = len(data.load_alpaca(smoke_rt))
+    assert len(data.load_alpaca(smoke_rt, limit=n + 1)) == n
+    assert len(data.load_alpaca(smoke_rt, limit=10_000)) == n
+
+
+def test_full_mode_checks_the_hubs_columns_too(monkeypatch, smoke_rt):
+    renamed = Dataset.from_list([{"instruction": "i", "context": "", "response": "o"}] * 3)
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **kw: renamed)
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['input', 'output'\]"):
+        data.load_alpaca(replace(smoke_rt, mode="full"))
+
+
+def test_split_defaults_hold_out_a_tenth_with_seed_0(smoke_rt):
+    ds = data.load_alpaca(smoke_rt)
+    default = data.split(ds)
+    assert len(default["test"]) == -(-len(ds) // 10)  # datasets rounds the held-out share up
+    assert default["test"]["instruction"] == data.split(ds, eval_size=0.1, seed=0)["test"]["instruction"]
+    assert default["test"]["instruction"] != data.split(ds, eval_size=0.1, seed=1)["test"]["instruction"]
+
+
+def test_the_smallest_splits_work(smoke_rt):
+    two = data.load_alpaca(smoke_rt, limit=2)
+    assert [len(p) for p in data.split(two, eval_size=1).values()] == [1, 1]
+    assert [len(p) for p in data.split(two, eval_size=0.5).values()] == [1, 1]

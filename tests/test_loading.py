@@ -1,5 +1,7 @@
 """The 4-bit config, loading through one path in both modes, and the offline tiny Gemma."""
 
+import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from helpers import loading, prompting
+from helpers import auth, loading, prompting
 from helpers.runtime import Runtime
 
 SMOKE = Runtime("local", None, 0, None, None, torch.float32, "smoke", {"": "cpu"})
@@ -17,9 +19,19 @@ T4 = Runtime("colab", "Tesla T4", 1, 15.0, (7, 5), torch.float16, "full", {"": 0
 A100 = replace(T4, gpu_name="A100", compute_capability=(8, 0), dtype=torch.bfloat16)
 
 
-def fake_model() -> SimpleNamespace:
-    """Return a stand-in for a loaded model: just a config that load_model can set use_cache on."""
-    return SimpleNamespace(config=SimpleNamespace())
+def fake_model() -> torch.nn.Module:
+    """Return a stand-in for a loaded model: a module with no layers and a config that load_model can change."""
+    model = torch.nn.Module()
+    model.config = SimpleNamespace()
+    return model
+
+
+@pytest.fixture(autouse=True)
+def fresh_token_cache():
+    """auth keeps a found token for the session: start and end every test without one."""
+    auth.forget_token()
+    yield
+    auth.forget_token()
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +79,27 @@ def test_tiny_gemma_is_cached_rebuilt_when_stale_and_deterministic(tiny_dir, tmp
     other = loading.tiny_gemma(seed=1, cache_dir=tmp_path)
     assert Path(other, "model.safetensors").read_bytes() != weights.read_bytes()
     assert not [p for p in tmp_path.iterdir() if p.name not in ("tiny-gemma-seed0", "tiny-gemma-seed1")]
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"shape": {**loading.TINY_SHAPE, "hidden_size": 32}}])
+def test_a_cached_tiny_model_from_another_recipe_is_rebuilt(tiny_dir, tmp_path, change, monkeypatch):
+    # Only whether it rebuilds matters here: skip the rebuilt model's pre-training (tested with tiny_dir).
+    monkeypatch.setattr(loading, "_pretrain_tiny", lambda *args: None, raising=False)
+    cached = tmp_path / "tiny-gemma-seed0"
+    shutil.copytree(tiny_dir, cached)  # copies the files' times too
+    recipe = json.loads((cached / "course_recipe.json").read_text())
+    (cached / "course_recipe.json").write_text(json.dumps({**recipe, **change}))
+    built = (cached / "model.safetensors").stat().st_mtime_ns
+    assert loading.tiny_gemma(seed=0, cache_dir=tmp_path) == str(cached)
+    assert json.loads((cached / "course_recipe.json").read_text()) == recipe
+    assert (cached / "model.safetensors").stat().st_mtime_ns != built
+
+
+def test_load_model_uses_the_quantization_config_it_is_given(tiny_dir):
+    fp4 = loading.bnb_config(SMOKE, double_quant=False, quant_type="fp4")
+    model = loading.load_model(tiny_dir, SMOKE, quantization_config=fp4)
+    state = next(m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)).weight.quant_state
+    assert state.quant_type == "fp4" and not state.nested
 
 
 def test_tiny_gemma_uses_course_cache_dir(monkeypatch, tiny_dir):
@@ -124,6 +157,18 @@ def test_out_of_memory_while_loading_says_what_to_free(monkeypatch):
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", oom)
     with pytest.raises(torch.OutOfMemoryError, match="restart the runtime"):
         loading.load_model("google/gemma-2b", T4)
+
+
+@pytest.mark.parametrize("name", ["google/gemma-2b", "google/gemma-2b-it"])
+def test_hub_ids_pass_the_name_check(name, monkeypatch):
+    calls = []
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda n, **kw: calls.append(n) or fake_model())
+    loading.load_model(name, T4)
+    assert calls == [name]
+
+
+def test_a_path_object_names_a_local_model(tiny_dir):
+    assert loading.load_tokenizer(Path(tiny_dir)).padding_side == "right"
 
 
 def test_bad_padding_side_is_refused(tiny_dir):

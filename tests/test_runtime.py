@@ -41,6 +41,14 @@ def test_cpu_machine_is_local_smoke_fp32_on_cpu(machine, capsys):
     assert out.startswith("Smoke mode: no GPU found") and "COURSE_MODE=full" in out
 
 
+@pytest.mark.parametrize("env, where", [({"COLAB_RELEASE_TAG": "r"}, "T4 GPU"),
+                                        ({"KAGGLE_KERNEL_RUN_TYPE": "i"}, "GPU T4 x2")])
+def test_smoke_on_a_hosted_cpu_runtime_says_to_choose_a_gpu_runtime(machine, env, where):
+    machine(count=0, env=env)
+    line = runtime.describe(runtime.detect())
+    assert line.startswith("Smoke mode") and where in line and "COURSE_MODE" not in line
+
+
 def test_colab_t4_is_full_fp16_on_gpu0(machine):
     machine(count=1, name="Tesla T4", memory_gib=15.0, capability=(7, 5), env={"COLAB_RELEASE_TAG": "release"})
     rt = runtime.detect()
@@ -61,7 +69,7 @@ def test_kaggle_two_t4s_pin_one_gpu_and_say_why(machine):
     rt = runtime.detect()
     assert (rt.platform, rt.gpu_count, rt.device_map, rt.dtype) == ("kaggle", 2, {"": 0}, torch.float16)
     line = runtime.describe(rt)
-    assert "GPU 0 of 2" in line and "split across devices cannot be trained" in line
+    assert "GPU 0 of 2" in line and "fits one GPU" in line and "cannot" not in line
 
 
 def test_ampere_gets_bf16(machine):
@@ -95,12 +103,18 @@ def test_cpu_threads_pins_one_thread_on_cpu_and_restores():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        with pytest.raises(KeyError):
-            with runtime.cpu_threads("cpu"):
-                assert torch.get_num_threads() == 1
-                raise KeyError("inside")
+        with pytest.raises(KeyError), runtime.cpu_threads("cpu"):
+            assert torch.get_num_threads() == 1
+            raise KeyError("inside")
         assert torch.get_num_threads() == 2
         with runtime.cpu_threads(torch.device("cuda", 0)):
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_one_gpu_is_not_described_as_one_of_several(machine):
+    machine(count=1, env={"KAGGLE_KERNEL_RUN_TYPE": "Interactive"})
+    line = runtime.describe(runtime.detect())
+    assert " of 1" not in line and "GPU 0" not in line and "device_map" not in line
+    assert line.startswith("Full mode on Kaggle: Tesla T4, 15.0 GB, compute capability 7.5, fp16 compute")
