@@ -5,10 +5,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from datasets import load_dataset
+from datasets import Dataset, load_dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForCausalLM,
@@ -18,11 +20,12 @@ from transformers import (
     GemmaForCausalLM,
     PreTrainedTokenizerFast,
 )
+from transformers.utils import logging as transformers_logging
 
 from helpers.auth import GatedModelError, hf_token, is_auth_error
 from helpers.data import sample_path
 from helpers.prompting import format_prompt
-from helpers.runtime import Runtime, detect
+from helpers.runtime import Runtime, check_runtime, cpu_threads, detect
 
 GEMMA = "google/gemma-2b"
 QUANT_TYPES = ("nf4", "fp4")
@@ -55,6 +58,9 @@ TINY_SHAPE = dict(
     # Wider than Gemma's 0.02, so that the tied output embedding can move the loss within a few dozen steps.
     initializer_range=0.1,
 )
+# A short pre-training on the sample's plain text (measured: about 20 s on one CPU core), so the tiny model
+# writes words before notebook 05 teaches it the response format.
+TINY_PRETRAIN = dict(steps=200, batch=8, block=128, learning_rate=5e-3, warmup=0.05)
 
 
 def gemma_2b_config() -> GemmaConfig:
@@ -66,7 +72,9 @@ def bnb_kwargs(rt: Runtime | None = None, double_quant: bool = True, quant_type:
     """Return the keyword arguments bnb_config passes to BitsAndBytesConfig."""
     if quant_type not in QUANT_TYPES:
         raise ValueError(f"quant_type must be one of {QUANT_TYPES}, got {quant_type!r}.")
-    rt = rt or detect()
+    if not isinstance(double_quant, bool):
+        raise TypeError(f"double_quant must be True or False, got {double_quant!r}.")
+    rt = check_runtime(rt) or detect()
     return dict(
         load_in_4bit=True,
         bnb_4bit_quant_type=quant_type,
@@ -87,27 +95,68 @@ def storage_dtype(rt: Runtime) -> torch.dtype:
     return torch.bfloat16 if rt.dtype == torch.bfloat16 else torch.float32
 
 
+def _check_name(name) -> str:
+    """Return name as a string if it can name a model (a Hub id or an existing folder), else raise."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(
+            "name must be a Hub model id such as 'google/gemma-2b' or a model folder (loading.model_name(rt) gives "
+            f"the course's), got {name!r:.80}."
+        )
+    # A Hub id is "org/name": anything else that is not a folder here is a folder that does not exist.
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+    if looks_like_path and not os.path.isdir(os.path.expanduser(name)):
+        raise ValueError(
+            f"name {name!r} looks like a folder, but there is no such folder: check the path (a relative one starts "
+            f"from {os.getcwd()}), or pass a Hub id such as 'google/gemma-2b'."
+        )
+    return os.path.expanduser(name) if looks_like_path else name
+
+
 def _token_for(name: str) -> str | None:
     """Return the Hub token for a Hub name, None for a local folder (nothing to send)."""
     return None if os.path.isdir(name) else hf_token()
 
 
+@contextmanager
+def _without_progress_bars() -> Iterator[None]:
+    """Run the block with transformers' progress bars off, then restore them as they were."""
+    # A "Loading weights" or "Writing model shards" bar that takes a second stays frozen in a saved notebook.
+    was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers_logging.enable_progress_bar()
+
+
 def load_model(name: str, rt: Runtime | None = None, quantization_config=None, for_training: bool = True):
     """Load `name` in 4 bit on the runtime's device (cache off for training), with clear errors."""
-    rt = rt or detect()
+    name = _check_name(name)
+    rt = check_runtime(rt) or detect()
+    if quantization_config is not None and not isinstance(quantization_config, BitsAndBytesConfig):
+        raise TypeError(
+            "quantization_config must be a BitsAndBytesConfig (loading.bnb_config(rt) gives the course's) or None, "
+            f"got {type(quantization_config).__name__} {quantization_config!r:.80}."
+        )
+    if not isinstance(for_training, bool):
+        raise TypeError(f"for_training must be True or False, got {for_training!r}.")
     if rt.mode == "full" and not rt.gpu_count:
         raise RuntimeError(
             "Full mode needs a CUDA GPU and none was found. Colab: Runtime > Change runtime type > T4 GPU; "
             "Kaggle: Settings > Accelerator > GPU T4 x2; or set COURSE_MODE=smoke to run the tiny model on the CPU."
         )
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            name,
-            quantization_config=quantization_config or bnb_config(rt),
-            device_map=rt.device_map,
-            dtype=storage_dtype(rt),
-            token=_token_for(name),
-        )
+        with _without_progress_bars():
+            model = AutoModelForCausalLM.from_pretrained(
+                name,
+                quantization_config=bnb_config(rt) if quantization_config is None else quantization_config,
+                device_map=rt.device_map,
+                dtype=storage_dtype(rt),
+                token=_token_for(name),
+            )
     except torch.OutOfMemoryError as e:
         raise torch.OutOfMemoryError(
             f"The GPU ran out of memory while loading {name}. Free it first: restart the runtime (Colab: "
@@ -140,6 +189,7 @@ def keep_nf4_layout(model: torch.nn.Module) -> torch.nn.Module:
 
 def load_tokenizer(name: str, padding_side: str = "right"):
     """Load the tokenizer of `name` with pad = eos (as in the post) and the given padding side."""
+    name = _check_name(name)
     if padding_side not in ("left", "right"):
         raise ValueError(
             f"padding_side must be 'right' (training) or 'left' (generation), got {padding_side!r}."
@@ -179,19 +229,56 @@ def _train_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
 def _tiny_recipe(seed: int) -> dict:
     """Return what the tiny model is built from, so a cached copy built another way is rebuilt."""
     sample = hashlib.sha256(sample_path().read_bytes()).hexdigest()
-    return {"seed": seed, "shape": TINY_SHAPE, "vocab": TINY_VOCAB, "sample_sha256": sample}
+    return {"seed": seed, "shape": TINY_SHAPE, "vocab": TINY_VOCAB, "sample_sha256": sample, "pretrain": TINY_PRETRAIN}
+
+
+def _pretrain_tiny(model: GemmaForCausalLM, tokenizer: PreTrainedTokenizerFast, rows, seed: int) -> None:
+    """Pre-train the tiny model briefly with transformers' Trainer on the sample's plain text (no template)."""
+    from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
+
+    # Plain documents, one per row, run together like a web corpus: the words, but neither the "###" template
+    # nor an <eos> after an answer. Those are what the QLoRA step of notebook 05 has to teach.
+    plain = "\n\n".join("\n".join(t for t in (r["instruction"], r["input"], r["output"]) if t) for r in rows)
+    ids = tokenizer(plain, add_special_tokens=False).input_ids
+    block = TINY_PRETRAIN["block"]
+    blocks = [ids[i : i + block] for i in range(0, len(ids) - block + 1, block)]
+    data = Dataset.from_dict({"input_ids": blocks, "labels": blocks})
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(
+            output_dir=scratch,
+            use_cpu=True,
+            per_device_train_batch_size=TINY_PRETRAIN["batch"],
+            max_steps=TINY_PRETRAIN["steps"],
+            learning_rate=TINY_PRETRAIN["learning_rate"],
+            lr_scheduler_type="cosine",
+            warmup_steps=TINY_PRETRAIN["warmup"],
+            seed=seed,
+            logging_strategy="no",
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=default_data_collator)
+        trainer.remove_callback(PrinterCallback)  # it would print the run's final metrics into the notebook
+        with cpu_threads("cpu"):
+            trainer.train()
+    model.config.use_cache = True  # the Trainer turned the cache off for training; a base model ships with it on
 
 
 def tiny_gemma(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str:
-    """Build (once, no download) a tiny random Gemma-architecture model and tokenizer; return its folder."""
+    """Build (once, no download) a tiny Gemma-architecture model, briefly pre-trained, and its tokenizer."""
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}.")
+    if seed < 0:
+        raise ValueError(f"seed must be 0 or more (torch.manual_seed's range), got {seed!r}.")
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(f"cache_dir must be a folder path (str or Path) or None, got {cache_dir!r}.")
     root = Path(cache_dir or os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "qlora-course")
     folder, recipe = root / f"tiny-gemma-seed{seed}", _tiny_recipe(seed)
     if (folder / RECIPE).is_file() and json.loads((folder / RECIPE).read_text()) == recipe:
         return str(folder)
-    texts = [format_prompt(row) for row in load_dataset("json", data_files=str(sample_path()), split="train")]
-    tokenizer = _train_tokenizer(texts)
+    rows = load_dataset("json", data_files=str(sample_path()), split="train")
+    tokenizer = _train_tokenizer([format_prompt(row) for row in rows])
     config = GemmaConfig(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
@@ -203,10 +290,12 @@ def tiny_gemma(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GemmaForCausalLM(config)
+        _pretrain_tiny(model, tokenizer, rows, seed)  # Trainer seeds every RNG: keep that inside the fork too
     root.mkdir(parents=True, exist_ok=True)
     # Build in a scratch folder and rename it into place, so a half-written model is never reused.
     scratch = Path(tempfile.mkdtemp(dir=root, prefix=folder.name + "."))
-    model.save_pretrained(scratch)
+    with _without_progress_bars():
+        model.save_pretrained(scratch)
     tokenizer.save_pretrained(scratch)
     (scratch / RECIPE).write_text(json.dumps(recipe, indent=1))
     if folder.is_dir():  # built from another recipe (an older course version): move it aside
@@ -222,5 +311,5 @@ def tiny_gemma(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str
 
 def model_name(rt: Runtime | None = None) -> str:
     """Return the model to load: Gemma-2B in full mode, the tiny Gemma's folder in smoke mode."""
-    rt = rt or detect()
+    rt = check_runtime(rt) or detect()
     return GEMMA if rt.mode == "full" else tiny_gemma()
