@@ -1,4 +1,4 @@
-"""The T4 run measured: a Gemma-2B-shaped QLoRA benchmark on any CUDA GPU, under a T4's memory.
+"""The T4 run measured: a Gemma-2B-shaped QLoRA benchmark of every t4 variant, on any CUDA GPU, under a T4's memory.
 
 A model with Gemma-2B's exact shapes and random weights costs the same memory and time per step
 as the real one, so the course's promise (notebook 05 fits and finishes on a free T4) can be
@@ -6,21 +6,29 @@ measured without the Hub. On a CUDA GPU this script:
   1. builds GemmaForCausalLM with Gemma-2B's config and random weights (no download), saves it,
      and loads it through helpers.loading.load_model (NF4 + double quantization, fp16 compute);
   2. caps usable GPU memory at a T4's 15 GB (torch.cuda.set_per_process_memory_fraction);
-  3. trains the post's LoRA with helpers.training's SFTTrainer path, once per preset ("t4", the
-     post's settings, and "t4_fast", ours), timing N steps after a warm-up;
-  4. writes benchmarks/results/<gpu>.json and .md: weight bytes measured vs predicted, peak
-     memory, seconds per step, tokens per second, and a labelled projection for one epoch of
-     dolly-15k on a T4.
-Without a GPU it prints one line and exits 0. `--dry-run` runs the same path on the CPU with the
-tiny model and a couple of steps (what the tests use); it never writes into benchmarks/results.
+  3. trains the post's LoRA with helpers.training's SFTTrainer path once per variant (VARIANTS: the post's
+     "t4", "t4_fast", micro-batch 4 x accumulation 1 with and without activation checkpointing, SDPA
+     against eager attention, Liger's kernels), timing N steps after a warm-up, in one process on one model;
+  4. picks as t4_fast the fastest variant whose peak reserved memory stays under 12 GB and whose loss
+     after the timed steps matches the post's settings' (choose_t4_fast);
+  5. writes benchmarks/results/<gpu>_<date>.json and .md: every variant side by side (s/step, tokens/s,
+     peak allocated and reserved, loss), the choice, the environment, and helpers.estimate's T4 range.
+Without a GPU it prints one line and exits 0. `--dry-run` runs every variant's code path on the CPU
+with the tiny model and a couple of steps (what the tests use; Liger is reported as skipped there) and
+never writes into benchmarks/results.
 
-Usage: python benchmarks/t4_qlora.py [--steps 20] [--warmup 3] [--dry-run --out DIR]
+Usage: pip install -r benchmarks/requirements.txt; python benchmarks/t4_qlora.py [--steps 20] [--warmup 3]
+       [--dry-run --out DIR]
 """
 import argparse
 import dataclasses
 import datetime
+import importlib.metadata
+import importlib.util
 import json
+import platform
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,20 +36,34 @@ from pathlib import Path
 
 import torch
 from datasets import concatenate_datasets
-from transformers import AutoModelForCausalLM, GemmaConfig, GemmaForCausalLM, TrainerCallback
+from transformers import AutoModelForCausalLM, GemmaConfig, TrainerCallback
+from transformers.trainer_callback import PrinterCallback
 
-from helpers import data, loading, memory, prompting, runtime, training
+from helpers import data, estimate, loading, memory, runtime, training
 
 RESULTS = Path(__file__).resolve().parent / "results"
 T4_MEMORY_GB = 15.0
-T4_FP16_TFLOPS = 65.0  # NVIDIA T4 datasheet: 65 TFLOPS peak fp16 (tensor cores)
-# Dense fp16/bf16 tensor-core peaks from NVIDIA's datasheets, to turn a measured step time into
-# a utilisation that can be scaled to a T4. An unknown GPU gets no projection.
-PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0, "T4": 65.0}
-DOLLY_ROWS = 15_011
-# Gemma's tokenizer cannot be fetched here; English prose averages about 4 characters per token
-# with large vocabularies, which is good enough for a labelled projection.
-CHARS_PER_TOKEN = 4.0
+# A variant may become t4_fast only below this peak (reserved) memory: 3 GB of headroom on a 15 GB T4.
+MEMORY_LIMIT_GB = 12.0
+# Every variant trains the same blocks with the same math; only rounding differs (kernels, summation order, fp16).
+# A loss after the timed steps more than this far (relative) from the post's settings' means a variant trains
+# something else (a broken kernel), and it is refused.
+LOSS_TOLERANCE = 0.01
+REFERENCE = "t4"
+# (variant, preset of helpers.training.PRESETS, attention). Liger patches the model's modules in place, so its
+# variants run last, after every plain one has been measured on the unpatched model.
+VARIANTS = [
+    ("t4", "t4", "sdpa"),
+    ("t4_fast", "t4_fast", "sdpa"),
+    ("t4_b4", "t4_b4", "sdpa"),
+    ("t4_b4_fast", "t4_b4_fast", "sdpa"),
+    ("t4 eager", "t4", "eager"),
+    ("t4_fast eager", "t4_fast", "eager"),
+    ("t4_liger", "t4_liger", "sdpa"),
+    ("t4_fast_liger", "t4_fast_liger", "sdpa"),
+    ("t4_b4_fast_liger", "t4_b4_fast_liger", "sdpa"),
+]
+PACKAGES = ("torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "liger-kernel", "triton")
 
 
 class StepTimer(TrainerCallback):
@@ -75,72 +97,134 @@ def build_model_folder(config: GemmaConfig, folder: Path) -> None:
         torch.cuda.empty_cache()
 
 
-def parameter_count(config) -> int:
-    """Count a config's parameters on the meta device, without allocating them."""
-    with torch.device("meta"):
-        return sum(p.numel() for p in GemmaForCausalLM(config).parameters())
+def skip_reason(preset: str) -> str | None:
+    """Return why a variant cannot run here (None when it can)."""
+    if not training.PRESETS[preset].get("use_liger_kernel"):
+        return None
+    if not torch.cuda.is_available():
+        return "liger-kernel's kernels are Triton kernels, which need a CUDA GPU; this run has none"
+    if importlib.util.find_spec("liger_kernel") is None:
+        return "liger-kernel is not installed (pip install -r benchmarks/requirements.txt)"
+    return None
 
 
-def peak_tflops(gpu_name: str) -> float | None:
-    """Return the dense fp16 peak of a known GPU, matched by name."""
-    return next((v for k, v in PEAK_TFLOPS.items() if re.search(rf"\b{k}\b", gpu_name)), None)
-
-
-def run_preset(model, tokenizer, train_rows, preset: str, rt, steps: int, warmup: int, out: Path) -> dict:
-    """Train `steps` timed steps of a preset after `warmup` and return its measurements."""
+def run_variant(model, tokenizer, train_rows, variant: tuple[str, str, str], rt, steps: int, warmup: int,
+                out: Path, **overrides) -> dict:
+    """Train `steps` timed steps of a variant after `warmup` and return its measurements (or why it did not run)."""
+    name, preset, attention = variant
+    result = dict(variant=name, preset=preset, attention=attention)
+    reason = skip_reason(preset)
+    if reason:
+        return {**result, "skipped": reason}
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    timer = StepTimer()
-    trainer = training.make_trainer(model, tokenizer, train_rows, preset=preset, rt=rt,
-                                    output_dir=out / preset, max_steps=warmup + steps,
-                                    save_strategy="no", logging_steps=max(1, warmup + steps))
-    trainer.add_callback(timer)
-    trainer.train()
+    model.set_attn_implementation(attention)
+    timer, trainer = StepTimer(), None
+    try:
+        trainer = training.make_trainer(model, tokenizer, train_rows, preset=preset, rt=rt,
+                                        output_dir=out / re.sub(r"\W+", "_", name), max_steps=warmup + steps,
+                                        save_strategy="no", logging_steps=1, disable_tqdm=True, **overrides)
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(timer)
+        with runtime.cpu_threads(trainer.args.device):
+            trainer.train()
+    except Exception as e:  # noqa: BLE001 - out of memory or a Triton error on this GPU is a result, not the end
+        return {**result, "failed": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+    finally:
+        # Take the adapter and gradient checkpointing off again, so the next variant starts from the same model.
+        if trainer is not None and hasattr(trainer.model, "unload"):
+            trainer.model.unload()
+        model.gradient_checkpointing_disable()
     args = trainer.args
-    timed = timer.seconds[warmup:]
-    seconds = sorted(timed)[len(timed) // 2]
+    timed = sorted(timer.seconds[warmup:])
+    seconds = timed[len(timed) // 2]
     tokens = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.max_length
-    result = dict(preset=preset, batch=args.per_device_train_batch_size,
-                  grad_accum=args.gradient_accumulation_steps, max_length=args.max_length,
-                  gradient_checkpointing=bool(args.activation_checkpointing),
-                  optim=getattr(args.optim, "value", str(args.optim)),
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    result.update(batch=args.per_device_train_batch_size, grad_accum=args.gradient_accumulation_steps,
+                  max_length=args.max_length, gradient_checkpointing=bool(args.activation_checkpointing),
+                  liger=bool(args.use_liger_kernel), optim=getattr(args.optim, "value", str(args.optim)),
                   seconds_per_step=round(seconds, 4), tokens_per_step=tokens,
-                  tokens_per_second=round(tokens / seconds, 1))
+                  tokens_per_second=round(tokens / seconds, 1), loss=round(losses[-1], 4),
+                  loss_timed_mean=round(sum(losses[warmup:]) / len(losses[warmup:]), 4))
     if torch.cuda.is_available():
         result["peak_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
         result["peak_reserved_gb"] = round(torch.cuda.max_memory_reserved() / 1e9, 2)
-    # Take the adapter and gradient checkpointing off again, so the next preset starts from the same model.
-    trainer.model.unload()
-    model.gradient_checkpointing_disable()
     return result
 
 
-def project_epoch(result: dict, n_params: int, epoch_tokens: float, gpu_peak: float | None) -> dict | None:
-    """Project one dolly-15k epoch on a T4 from the measured FLOP rate (a projection, not a measurement)."""
-    if gpu_peak is None:
-        return None
-    # Frozen 4-bit base: forward 2N, backward to the activations 2N, plus 2N more for recomputation
-    # when gradient checkpointing is on; the LoRA weights are too small to count.
-    flops_per_token = (6 if result["gradient_checkpointing"] else 4) * n_params
-    utilisation = flops_per_token * result["tokens_per_second"] / (gpu_peak * 1e12)
-    t4_tokens_per_second = utilisation * T4_FP16_TFLOPS * 1e12 / flops_per_token
-    return dict(label="PROJECTION, not measured on a T4", utilisation=round(utilisation, 4),
-                t4_tokens_per_second=round(t4_tokens_per_second, 1),
-                epoch_tokens=int(epoch_tokens), t4_epoch_hours=round(epoch_tokens / t4_tokens_per_second / 3600, 2))
+def choose_t4_fast(variants: list[dict], reference: str = REFERENCE, memory_limit_gb: float = MEMORY_LIMIT_GB,
+                   loss_tolerance: float = LOSS_TOLERANCE) -> dict:
+    """Pick the fastest variant under the memory limit whose loss matches the reference's; say why others lose."""
+    ref = next((v for v in variants if v["variant"] == reference and "loss" in v), None)
+    refused, eligible = {}, []
+    for v in variants:
+        name = v["variant"]
+        if "skipped" in v or "failed" in v:
+            refused[name] = v.get("skipped") or v.get("failed")
+        elif v.get("peak_reserved_gb") is None:
+            refused[name] = "no GPU memory measured (not a GPU run)"
+        elif v["peak_reserved_gb"] >= memory_limit_gb:
+            refused[name] = f"peak {v['peak_reserved_gb']} GB reserved, not under {memory_limit_gb} GB"
+        elif ref is None:
+            refused[name] = f"the reference {reference!r} was not measured, so its loss cannot be compared"
+        elif abs(v["loss"] - ref["loss"]) > loss_tolerance * abs(ref["loss"]):
+            refused[name] = f"loss {v['loss']} against {ref['loss']} for {reference!r}: beyond {loss_tolerance:.0%}"
+        else:
+            eligible.append(v)
+    best = max(eligible, key=lambda v: v["tokens_per_second"], default=None)
+    return dict(variant=best and best["variant"], preset=best and best["preset"],
+                attention=best and best["attention"],
+                speedup=best and ref and round(best["tokens_per_second"] / ref["tokens_per_second"], 2),
+                rule=f"the most tokens/s among variants with peak reserved memory under {memory_limit_gb} GB and a "
+                     f"loss within {loss_tolerance:.0%} of {reference!r}'s after the timed steps",
+                refused=refused)
+
+
+def environment(rt) -> dict:
+    """Return what the figures were measured with: GPU, driver, CUDA, Python and the library versions."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    env = dict(gpu=rt.gpu_name, compute_capability=rt.compute_capability, driver=None, cuda=torch.version.cuda,
+               python=platform.python_version(), versions=versions)
+    if torch.cuda.is_available():
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=False)
+        env["driver"] = smi.stdout.strip().splitlines()[0] if smi.returncode == 0 and smi.stdout.strip() else None
+    return env
 
 
 def markdown(report: dict) -> str:
-    """Render a report as the markdown table the README and notebook 05 show."""
-    lines = [f"Measured on {report['gpu']} on {report['date']} (memory capped at {T4_MEMORY_GB} GB, fp16 compute).",
-             f"Weights: measured {report['weights_measured_bytes']:,} B, predicted {report['weights_predicted_bytes']:,} B.",
-             "", "| preset | batch x accum | checkpointing | s/step | tokens/s | peak alloc GB | peak reserved GB "
-             "| T4 epoch (projection) |", "|---|---|---|---|---|---|---|---|"]
-    for r in report["presets"]:
-        p = r.get("projection")
-        lines.append(f"| {r['preset']} | {r['batch']} x {r['grad_accum']} | {r['gradient_checkpointing']} | "
-                     f"{r['seconds_per_step']} | {r['tokens_per_second']} | {r.get('peak_allocated_gb', '-')} | "
-                     f"{r.get('peak_reserved_gb', '-')} | {p['t4_epoch_hours'] if p else '-'} h |")
+    """Render a report as the markdown tables benchmarks/README.md shows."""
+    env, choice = report["environment"], report["t4_fast_choice"]
+    where = (f"Measured on {report['gpu']} on {report['date']} (memory capped at {T4_MEMORY_GB} GB, fp16 compute)"
+             if report["environment"]["gpu"] else f"A CPU dry run on {report['date']} (tiny model, not a measurement)")
+    lines = [f"{where}, {report['steps']} timed steps after {report['warmup']} warm-up steps, median step time.",
+             f"Driver {env['driver']}, CUDA {env['cuda']}, "
+             + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v) + ".",
+             (f"Weights: measured {report['weights_measured_bytes']:,} B, "
+              f"predicted {report['weights_predicted_bytes']:,} B."), "",
+             ("| variant | batch x accum | checkpointing | attention | Liger | s/step | tokens/s | peak alloc GB "
+              "| peak reserved GB | loss | T4 estimate |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["variants"]:
+        if "seconds_per_step" not in r:
+            why = r.get("skipped") or r.get("failed")
+            lines.append(f"| {r['variant']} | | | {r['attention']} | | | | | | | {why} |")
+            continue
+        e = r["t4_estimate"]
+        lines.append(f"| {r['variant']} | {r['batch']} x {r['grad_accum']} | {r['gradient_checkpointing']} | "
+                     f"{r['attention']} | {r['liger']} | {r['seconds_per_step']} | {r['tokens_per_second']} | "
+                     f"{r.get('peak_allocated_gb', '-')} | {r.get('peak_reserved_gb', '-')} | {r['loss']} | "
+                     f"{e['low_hours']}-{e['high_hours']} h |")
+    lines += ["", f"t4_fast choice ({choice['rule']}): {choice['variant'] or 'none'}"
+              + (f", {choice['speedup']}x the tokens/s of {REFERENCE!r}" if choice["speedup"] else "") + "."]
+    lines += [f"- {name}: {why}" for name, why in choice["refused"].items()]
+    lines += ["", (f"T4 estimate ({report['estimate_label']}): one dolly-15k epoch of {report['estimate_blocks']:,} "
+                   "blocks; assumptions of the first row:")] + [f"- {a}" for a in report["estimate_assumptions"]]
     return "\n".join(lines) + "\n"
 
 
@@ -178,28 +262,39 @@ def main(argv: list[str]) -> int:
         model = loading.load_model(str(folder), rt)
         tokenizer = loading.load_tokenizer(str(folder))
         rows = data.load_alpaca(dataclasses.replace(rt, mode="smoke"))
-        # Enough packed 512-token blocks for warm-up plus the timed steps at any preset's batch.
+        # Enough packed 512-token blocks for warm-up plus the timed steps at 4 blocks per step.
         train_rows = concatenate_datasets([rows] * (4 if args.dry_run else 40))
-        presets = ["smoke"] if args.dry_run else ["t4", "t4_fast"]
-        print(f"{rt.gpu_name or 'CPU'}: timing {presets} for {args.steps} steps after {args.warmup} warm-up steps")
-        results = [run_preset(model, tokenizer, train_rows, p, rt, args.steps, args.warmup, scratch)
-                   for p in presets]
+        print(f"{rt.gpu_name or 'CPU'}: timing {len(VARIANTS)} variants for {args.steps} steps after "
+              f"{args.warmup} warm-up steps", flush=True)
+        # The dry run only walks every variant's code path: short blocks keep it quick on a CPU.
+        overrides = dict(max_length=128) if args.dry_run else {}
+        results = []
+        for variant in VARIANTS:
+            results.append(run_variant(model, tokenizer, train_rows, variant, rt, args.steps, args.warmup, scratch,
+                                       **overrides))
+            print(json.dumps(results[-1]), flush=True)
 
-    # Whole training texts, template included: that is what gets packed into 512-token blocks.
-    chars = sum(len(prompting.format_prompt(r)) for r in rows) / len(rows)
-    epoch_tokens = chars / CHARS_PER_TOKEN * DOLLY_ROWS
-    gpu = rt.gpu_name or "cpu-dry-run"
-    config = model.config
-    n_params = parameter_count(config)
+    blocks = estimate.dolly_blocks_assumed()
     for r in results:
-        r["projection"] = project_epoch(r, n_params, epoch_tokens, peak_tflops(gpu))
-    report = dict(gpu=gpu, date=datetime.date.today().isoformat(), torch=torch.__version__,
+        if "seconds_per_step" in r:
+            e = estimate.t4_hours(blocks, r["preset"])
+            r["t4_estimate"] = dict(low_hours=e["low_hours"], high_hours=e["high_hours"])
+    first = estimate.t4_hours(blocks, REFERENCE)
+    gpu = rt.gpu_name or "cpu-dry-run"
+    today = datetime.date.today().isoformat()
+    measured = [r for r in results if "seconds_per_step" in r and r["attention"] == "sdpa"]
+    report = dict(gpu=gpu, date=today, torch=torch.__version__, steps=args.steps, warmup=args.warmup,
+                  environment=environment(rt),
                   weights_measured_bytes=memory.measured_bytes(model),
-                  weights_predicted_bytes=memory.model_bytes(config, quant="nf4", double_quant=True,
+                  weights_predicted_bytes=memory.model_bytes(model.config, quant="nf4", double_quant=True,
                                                            dtype=loading.storage_dtype(rt)),
-                  presets=results)
+                  variants=results,
+                  # One row per preset, as notebook 05's pre-flight reads them.
+                  presets=[r for r in measured if r["variant"] == r["preset"]],
+                  t4_fast_choice=choose_t4_fast(results),
+                  estimate_label=first["label"], estimate_blocks=blocks, estimate_assumptions=first["assumptions"])
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"[^A-Za-z0-9]+", "_", gpu).strip("_")
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", gpu).strip("_") + "_" + today
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(report))
     print(markdown(report))
