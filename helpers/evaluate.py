@@ -1,0 +1,99 @@
+"""Evaluation beyond the loss: ROUGE-L against the reference, and whether each answer stops by itself."""
+
+import torch
+from rouge_score import rouge_scorer
+
+from helpers.runtime import cpu_threads
+
+# How an answer ended: the model wrote <eos>; it began another example of the template; it ran out of tokens.
+ENDINGS = ("stopped", "new instruction", "token limit")
+NEW_INSTRUCTION = "### Instruction"
+
+
+def _check_texts(name: str, texts: object) -> list[str]:
+    """Return texts as a list, or raise a TypeError naming the argument when it is not a non-empty list of str."""
+    # Any sized sequence will do: a list, or a datasets column such as rows["output"].
+    if isinstance(texts, (str, bytes, dict)) or not hasattr(texts, "__len__") or not hasattr(texts, "__iter__"):
+        raise TypeError(f"{name} must be a non-empty list of strings, got {texts!r:.80}.")
+    texts = list(texts)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise TypeError(f"{name} must be a non-empty list of strings, got {[type(t).__name__ for t in texts][:5]}.")
+    return texts
+
+
+def _check_count(name: str, value: object) -> int:
+    """Return value when it is a positive int, else raise a ValueError/TypeError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a whole number, got {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be 1 or more, got {value!r}.")
+    return value
+
+
+def ending(text: str, new_ids: list[int], eos_token_id: int) -> str:
+    """Return how one answer ended (one of ENDINGS) from its text and the token ids generated for it."""
+    if NEW_INSTRUCTION in text:
+        return "new instruction"
+    return "stopped" if eos_token_id in new_ids else "token limit"
+
+
+def answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 64,
+            batch_size: int = 8) -> tuple[list[str], list[str]]:
+    """Answer prompts greedily in batches; return the answers' texts and how each ended (see ENDINGS)."""
+    prompts = _check_texts("prompts", prompts)
+    max_new_tokens, batch_size = _check_count("max_new_tokens", max_new_tokens), _check_count("batch_size", batch_size)
+    padding_side, was_training = tokenizer.padding_side, model.training
+    tokenizer.padding_side = "left"  # every prompt's last token at the end, where generation continues
+    model.eval()
+    texts, endings = [], []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(model.device)
+            with torch.no_grad(), cpu_threads(model.device):
+                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                                     pad_token_id=tokenizer.pad_token_id)
+            for ids in out[:, batch["input_ids"].shape[1] :].tolist():
+                text = tokenizer.decode(ids, skip_special_tokens=True)
+                texts.append(text)
+                endings.append(ending(text, ids, tokenizer.eos_token_id))
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    return texts, endings
+
+
+def rouge_l(predictions: list[str], references: list[str]) -> list[float]:
+    """Return the ROUGE-L F-measure of each prediction against its reference (rouge-score, Porter stemmer)."""
+    predictions, references = _check_texts("predictions", predictions), _check_texts("references", references)
+    if len(predictions) != len(references):
+        raise ValueError(f"predictions and references must pair up, got {len(predictions)} and {len(references)}.")
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+
+
+def summary(texts: list[str], endings: list[str], references: list[str]) -> dict:
+    """Return the mean ROUGE-L and how many answers ended each way, for one model's answers."""
+    texts = _check_texts("texts", texts)
+    unknown = sorted(set(endings) - set(ENDINGS))
+    if len(endings) != len(texts) or unknown:
+        raise ValueError(
+            f"endings must give one of {ENDINGS} per answer, got {len(endings)} with {unknown or 'none'} unknown."
+        )
+    scores = rouge_l(texts, references)
+    return {"answers": len(texts), "rouge_l": sum(scores) / len(scores), **{e: endings.count(e) for e in ENDINGS}}
+
+
+def eval_loss(trainer) -> float:
+    """Return the trainer's loss on its held-out rows, without the notebook's progress bar and metrics table."""
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    if not callable(getattr(trainer, "evaluate", None)):
+        raise TypeError(f"trainer must be the trainer training.make_trainer returns, got {trainer!r:.80}.")
+    # In a notebook the Trainer draws a bar and a one-row table per evaluate() call, with "No log" for the
+    # training loss it has not logged yet: the course prints the one number instead.
+    bar = trainer.pop_callback(NotebookProgressCallback)
+    try:
+        return trainer.evaluate()["eval_loss"]
+    finally:
+        if bar is not None:
+            trainer.add_callback(bar)
