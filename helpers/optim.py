@@ -2,6 +2,8 @@
 import gc
 import inspect
 import math
+import platform
+import warnings
 from collections.abc import Iterable
 
 import bitsandbytes as bnb
@@ -20,6 +22,8 @@ MIN_8BIT_SIZE = inspect.signature(bnb.optim.AdamW8bit).parameters["min_8bit_size
 # goes to ordinary GPU memory (`Optimizer8bit.get_state_buffer`; tests/test_optim.py watches it).
 PAGE_MIN_NUMEL = 100_000
 BLOCKSIZE_8BIT = 256
+# The start of the UserWarning bitsandbytes gives once per paged optimizer on a CPU (Optimizer8bit.get_state_buffer).
+CPU_PAGING_WARNING = "Paged optimizers are not supported on CPU"
 
 
 def make_optimizer(name: str, params: Iterable[torch.Tensor], lr: float = 2e-4) -> torch.optim.Optimizer:
@@ -48,6 +52,21 @@ def state_breakdown(optimizer: torch.optim.Optimizer) -> dict[str, int]:
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Total bytes the optimizer's state tensors occupy (see state_breakdown)."""
     return sum(state_breakdown(optimizer).values())
+
+
+# What each state tensor of PyTorch's and bitsandbytes' AdamW holds, for plots of state by part.
+STATE_PARTS = {"exp_avg": "first moment m", "state1": "first moment m", "exp_avg_sq": "second moment v",
+               "state2": "second moment v", "absmax1": "block absmax", "absmax2": "block absmax",
+               "qmap1": "code maps", "qmap2": "code maps"}
+
+
+def bytes_by_part(states: dict[str, dict[str, int]], scale: float = 1.0) -> dict[str, list[float]]:
+    """{part: [that part's bytes / scale, one per optimizer]} from measure_states' result, for stacked bars."""
+    unknown = {k for parts in states.values() for k in parts} - set(STATE_PARTS)
+    if unknown:
+        raise ValueError(f"states has state names {sorted(unknown)} that STATE_PARTS does not know")
+    return {part: [sum(b for k, b in parts.items() if STATE_PARTS[k] == part) / scale for parts in states.values()]
+            for part in dict.fromkeys(STATE_PARTS.values())}
 
 
 def paged_state_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -144,3 +163,92 @@ def paging_demo(hidden: int = 4096, layers: int = 8, short_len: int = 512, long_
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, dev)
     return {"cap_bytes": cap, "total_bytes": total, "lengths": lengths, "uncapped": plain, "capped": capped}
+
+
+def _why_not_paged(device: torch.device, numel: int) -> str | None:
+    """Why bitsandbytes cannot page (or the course cannot page out) this state on `device`; None when it can."""
+    if device.type != "cuda":
+        return "no CUDA GPU: bitsandbytes keeps paged state in ordinary memory"
+    if numel < PAGE_MIN_NUMEL:
+        return f"{numel:,} elements < PAGE_MIN_NUMEL: bitsandbytes keeps the state in ordinary GPU memory"
+    # Reading GPU-resident managed memory from the CPU needs concurrent managed access, which CUDA on
+    # Windows and WSL does not offer; Linux hosts such as Colab and Kaggle have it.
+    if platform.system() != "Linux" or "microsoft" in platform.release().lower():
+        return "the CPU cannot read GPU-resident managed memory on Windows or WSL"
+    return None
+
+
+def _page_out(optimizer: torch.optim.Optimizer) -> int:
+    """Read every paged state tensor on the CPU, so the CUDA driver migrates its pages to CPU RAM; return the bytes."""
+    # bitsandbytes' own prefetch_tensor(t, to_cpu=True) passes device -1 to cudaDeviceGetAttribute, whose error
+    # ends the process (exit(1) in its C code), so the course moves the pages with an ordinary CPU read instead.
+    torch.cuda.synchronize()
+    moved = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value) and getattr(value, "is_paged", False):
+                value.sum()  # PyTorch sees a CPU tensor: the sum reads every page on the CPU
+                moved += value.numel() * value.element_size()
+    return moved
+
+
+def paging_roundtrip(shape: tuple[int, ...] = (1024, 1024), steps: int = 3, lr: float = 2e-4, seed: int = 0,
+                     device: str | torch.device | None = None) -> dict:
+    """Step paged AdamW and torch's AdamW on the same weights and gradients; on a GPU page the state out first."""
+    if not isinstance(shape, tuple) or not shape or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise ValueError(f"shape must be a tuple of positive ints such as (1024, 1024), got {shape!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a whole number of at least 1, got {steps!r}")
+    try:
+        dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must name a device such as 'cpu' or 'cuda:0', got {device!r}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device is {device!r}, but there is no CUDA GPU here: pass device=None or 'cpu'")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    gen = torch.Generator().manual_seed(seed)
+    start = torch.randn(shape, generator=gen) * 0.02
+    # every gradient is made and moved before the steps, so PyTorch allocates nothing between the readings below
+    grads = [torch.randn(shape, generator=gen).to(dev) for _ in range(steps)]
+    reason = _why_not_paged(dev, start.numel())
+    result = {"device": str(dev), "shape": shape, "steps": steps, "reason": reason, "error": None,
+              "paged": False, "state_bytes": 0, "paged_bytes": 0, "free": []}
+    paged_p = torch.nn.Parameter(start.to(dev, copy=True))
+    try:
+        with warnings.catch_warnings():
+            # on a CPU this is the fallback that `reason` reports
+            warnings.filterwarnings("ignore", message=CPU_PAGING_WARNING)
+            paged = make_optimizer("paged_adamw_32bit", [paged_p], lr=lr)
+            for step, grad in enumerate(grads):
+                paged_p.grad = grad
+                if step and reason is None:
+                    before = torch.cuda.mem_get_info(dev)[0]
+                    read = _page_out(paged)
+                    torch.cuda.synchronize(dev)
+                    out = torch.cuda.mem_get_info(dev)[0]
+                paged.step()
+                if step and reason is None:
+                    # free GPU memory as the driver counts it: up when the state leaves, down when it comes back
+                    result["free"].append({"step": step + 1, "read": read, "paged_out": out - before,
+                                           "back": out - torch.cuda.mem_get_info(dev)[0]})
+    except RuntimeError as err:  # a CPU-only bitsandbytes build on a GPU host, or out of GPU memory
+        result.update(error=str(err).splitlines()[0], reason=reason or "bitsandbytes could not run here")
+        return result
+    plain_p = torch.nn.Parameter(start.to(dev, copy=True))
+    plain = torch.optim.AdamW([plain_p], lr=lr)
+    for grad in grads:
+        plain_p.grad = grad
+        plain.step()
+    final, reference = paged_p.detach().cpu(), plain_p.detach().cpu()
+    result.update(
+        paged=paged_state_bytes(paged) > 0,
+        state_bytes=optimizer_state_bytes(paged),
+        paged_bytes=paged_state_bytes(paged),
+        max_update=(reference - start).abs().max().item(),
+        max_diff=(final - reference).abs().max().item(),
+        # float32 rounding: the two codes order their arithmetic differently; allow 8 units in the last place of
+        # the largest weight (measured on a CPU: 1 unit after 3 and after 10 steps)
+        tolerance=8 * torch.finfo(torch.float32).eps * start.abs().max().item(),
+    )
+    return result
