@@ -29,20 +29,24 @@ MESSAGES = {
 class GatedModelError(RuntimeError):
     """The Hub refused a gated model: the message says how to get access (it never holds the token)."""
 
-    def __init__(self, name: str = "google/gemma-2b"):
+    def __init__(self, name: str = "google/gemma-2b", kind: str = "model"):
         if not isinstance(name, str):
             raise TypeError(f"name must be the model's Hub name as a string, e.g. 'google/gemma-2b', got {name!r}.")
+        if kind not in ("model", "data set"):
+            raise ValueError(f"kind must be 'model' or 'data set', got {kind!r}.")
+        where = f"https://huggingface.co/{'datasets/' if kind == 'data set' else ''}{name}"
+        terms = "the licence" if kind == "model" else "its conditions"
         super().__init__(
-            f"Could not download {name}: it is a gated model and the Hugging Face Hub refused access "
+            f"Could not download {name}: it is a gated {kind} and the Hugging Face Hub refused access "
             "(no token was found, or the token has no access). To fix it:\n"
-            f"  1. Log in at https://huggingface.co/{name} and accept the licence there.\n"
+            f"  1. Log in at {where} and accept {terms} there.\n"
             "  2. Create a token with 'Read' access at https://huggingface.co/settings/tokens.\n"
             f"  3. Add it as a secret named {SECRET}:\n"
             "     Colab: the key icon in the left sidebar > Add new secret, and switch 'Notebook access' on.\n"
             "     Kaggle: Add-ons > Secrets > Add a new secret, and tick it for this notebook.\n"
             f"     Elsewhere: set the environment variable {SECRET} before starting Jupyter.\n"
             "  4. Run this cell again. Never paste the token into a notebook cell: it would be saved with it.\n"
-            "If you changed the model name, check its spelling too: the Hub answers a wrong name the same way."
+            f"If you changed the {kind}'s name, check its spelling too: the Hub answers a wrong name the same way."
         )
 
 

@@ -1,4 +1,4 @@
-"""The instruction data: dolly-15k in alpaca format on a GPU, the shipped sample in smoke mode."""
+"""The instruction data: dolly-15k (English or Korean) on a GPU, a shipped sample of the same shape in smoke mode."""
 
 import math
 from pathlib import Path
@@ -8,15 +8,32 @@ from datasets import Dataset, DatasetDict, load_dataset
 from helpers.runtime import Runtime, check_runtime, detect
 
 DOLLY = "c-s-ale/dolly-15k-instruction-alpaca-format"
+DOLLY_KO = "nlpai-lab/databricks-dolly-15k-ko"
 COLUMNS = ("instruction", "input", "output")
+# Each data set's Hub id, its smoke-mode stand-in (written for the course, same columns) and the renames that give
+# the template's columns. dolly-ko is a DeepL translation of databricks-dolly-15k that keeps Dolly's own columns.
+DATASETS = {
+    "dolly": {"hub": DOLLY, "sample": "sample_alpaca.jsonl", "rename": {}},
+    "dolly-ko": {
+        "hub": DOLLY_KO, "sample": "sample_dolly_ko.jsonl", "rename": {"context": "input", "response": "output"},
+    },
+}
 
 
-def sample_path() -> Path:
-    """Return the shipped sample: inside the installed package (wheel) first, else the repository's data/."""
-    packaged = Path(__file__).with_name("sample_alpaca.jsonl")
+def check_dataset_name(dataset: str) -> str:
+    """Return dataset if it is one of DATASETS, else raise a ValueError naming the choices."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}.")
+    return dataset
+
+
+def sample_path(dataset: str = "dolly") -> Path:
+    """Return a data set's shipped sample: inside the installed package (wheel) first, else the repository's data/."""
+    name = DATASETS[check_dataset_name(dataset)]["sample"]
+    packaged = Path(__file__).with_name(name)
     if packaged.exists():
         return packaged
-    return Path(__file__).resolve().parent.parent / "data" / "sample_alpaca.jsonl"
+    return Path(__file__).resolve().parent.parent / "data" / name
 
 
 def check_dataset(ds, name: str = "ds") -> Dataset:
@@ -50,15 +67,30 @@ def check_columns(ds: Dataset, columns: tuple[str, ...] = COLUMNS) -> Dataset:
     return ds
 
 
-def load_alpaca(rt: Runtime | None = None, limit: int | None = None) -> Dataset:
-    """Load dolly-15k (full mode) or the shipped sample (smoke mode), checked, optionally cut to `limit` rows."""
+def _download(name: str) -> Dataset:
+    """Download a Hub data set's train split, turning the Hub's refusal of a gated one into the course's advice."""
+    from helpers.auth import GatedModelError, hf_token, is_auth_error
+
+    try:
+        return load_dataset(name, split="train", token=hf_token())
+    except Exception as e:  # datasets wraps the Hub's 401/403 in several error types
+        if is_auth_error(e):
+            raise GatedModelError(name, kind="data set") from None
+        raise
+
+
+def load_alpaca(rt: Runtime | None = None, limit: int | None = None, dataset: str = "dolly") -> Dataset:
+    """Load dolly-15k or dolly-ko (full mode) or its shipped sample (smoke mode), checked, cut to `limit` rows."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive whole number of rows or None for all, got {limit!r}.")
+    source = DATASETS[check_dataset_name(dataset)]
     rt = check_runtime(rt) or detect()
     if rt.mode == "full":
-        ds = load_dataset(DOLLY, split="train")
+        ds = _download(source["hub"])
     else:
-        ds = load_dataset("json", data_files=str(sample_path()), split="train")
+        ds = load_dataset("json", data_files=str(sample_path(dataset)), split="train")
+    if all(old in ds.column_names for old in source["rename"]):
+        ds = ds.rename_columns(source["rename"])
     check_columns(ds)
     return ds.select(range(min(limit, len(ds)))) if limit else ds
 

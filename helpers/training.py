@@ -512,6 +512,13 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
+def _write_record(folder: Path, record: dict) -> None:
+    """Write the run's record whole or not at all (a disconnect mid-write must not leave half a file)."""
+    scratch = folder / (RUN_FILE + ".tmp")
+    scratch.write_text(json.dumps(record, indent=1))
+    scratch.replace(folder / RUN_FILE)
+
+
 def train(trainer: SFTTrainer, resume: bool = True) -> TrainOutput:
     """Train (one thread on a CPU), resuming an interrupted run with the same settings; see the docs below.
 
@@ -550,9 +557,11 @@ def train(trainer: SFTTrainer, resume: bool = True) -> TrainOutput:
             return _restore_finished(trainer, folder, record["finished"])
         if checkpoint:
             print(f"Resuming from {checkpoint} (same settings; resume=False or a new output_dir starts over).")
+    # Under a multi-GPU launch every process has read the record above before the main process rewrites it.
+    trainer.accelerator.wait_for_everyone()
     if main:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / RUN_FILE).write_text(json.dumps({"settings": settings, "finished": None}, indent=1))
+        _write_record(folder, {"settings": settings, "finished": None})
     try:
         with cpu_threads(trainer.args.device):
             output = trainer.train(resume_from_checkpoint=checkpoint)
@@ -566,7 +575,7 @@ def train(trainer: SFTTrainer, resume: bool = True) -> TrainOutput:
     if main:
         trainer.model.save_pretrained(folder / "adapter")
         finished = {"step": trainer.state.global_step, "adapter": "adapter", "log_history": trainer.state.log_history}
-        (folder / RUN_FILE).write_text(json.dumps({"settings": settings, "finished": finished}, indent=1))
+        _write_record(folder, {"settings": settings, "finished": finished})
     return output
 
 

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import auth
 from helpers.runtime import cpu_threads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,3 +16,11 @@ def one_thread():
     """Run a module's tests on one torch thread (results are the same bits; tiny tensors run faster)."""
     with cpu_threads("cpu"):
         yield
+
+
+@pytest.fixture(autouse=True)
+def fresh_token_cache():
+    """auth keeps a found token for the session: start and end every test without one."""
+    auth.forget_token()
+    yield
+    auth.forget_token()

@@ -34,7 +34,7 @@ def field_names(cls: type) -> set[str]:
 
 def test_the_libraries_are_the_pinned_versions():
     pins = dict(re.findall(r"^([\w-]+)==([\w.]+)", Path(__file__).parents[1].joinpath("requirements.txt").read_text(),
-                           re.M))
+                           re.MULTILINE))
     for name in ("transformers", "trl", "peft", "bitsandbytes", "huggingface_hub"):
         assert version(name) == pins[name], name
 
@@ -71,11 +71,18 @@ def test_sft_trainer_keywords_exist(monkeypatch):
             passed.update(kw)
             self.model = torch.nn.Linear(1, 1)
 
+    class Tokenizer:  # a stand-in: make_trainer refuses anything that is not callable like a tokenizer
+        pad_token_id = 0
+
+        def __call__(self, text):
+            return {"input_ids": [0]}
+
     monkeypatch.setattr(training, "SFTTrainer", Recorder)
     from datasets import Dataset
 
     ds = Dataset.from_dict({"instruction": ["a"], "input": [""], "output": ["b"]})
-    training.make_trainer(torch.nn.Linear(1, 1), None, ds, preset="smoke", rt=SMOKE, output_dir="out")
+    model = torch.nn.ModuleDict({name: torch.nn.Linear(1, 1) for name in ("q_proj", "k_proj", "v_proj", "o_proj")})
+    training.make_trainer(model, Tokenizer(), ds, preset="smoke", rt=SMOKE, output_dir="out")
     accepted = set(inspect.signature(trl.SFTTrainer.__init__).parameters)
     assert set(passed) <= accepted
     assert {"processing_class", "peft_config", "formatting_func"} <= set(passed)

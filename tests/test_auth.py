@@ -36,14 +36,6 @@ class SecretNotFoundError(Exception):
     """google.colab.userdata's error when there is no such secret."""
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    """Every test starts with no cached token (auth keeps the one it found for the session)."""
-    auth.forget_token()
-    yield
-    auth.forget_token()
-
-
 @pytest.fixture
 def secrets(monkeypatch):
     """Return a function that installs fake Colab/Kaggle secret stores (a value, an exception, or absent)."""

@@ -50,10 +50,64 @@ def test_smoke_mode_loads_the_sample(smoke_rt):
 def test_full_mode_loads_dolly_train_split(monkeypatch, smoke_rt):
     calls = []
     stand_in = Dataset.from_list([{"instruction": "i", "category": "c", "input": "", "output": "o"}] * 3)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(data, "load_dataset", lambda *a, **kw: calls.append((a, kw)) or stand_in)
     ds = data.load_alpaca(replace(smoke_rt, mode="full"), limit=2)
-    assert calls == [(("c-s-ale/dolly-15k-instruction-alpaca-format",), {"split": "train"})]
+    assert calls == [(("c-s-ale/dolly-15k-instruction-alpaca-format",), {"split": "train", "token": None})]
     assert len(ds) == 2
+
+
+def test_korean_sample_is_dolly_ko_shaped_and_korean():
+    rows = [json.loads(line) for line in data.sample_path("dolly-ko").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) >= 32
+    assert all(list(r) == ["instruction", "context", "response", "category"] for r in rows)
+    assert {r["category"] for r in rows} == CATEGORIES
+    assert all(any("\uac00" <= ch <= "\ud7a3" for ch in r["instruction"] + r["response"]) for r in rows)
+    assert len({r["instruction"] for r in rows}) == len(rows)
+
+
+def test_korean_smoke_data_gets_the_templates_columns(smoke_rt):
+    ds = data.load_alpaca(smoke_rt, dataset="dolly-ko")
+    assert set(ds.column_names) == {"instruction", "input", "output", "category"}
+    first = json.loads(data.sample_path("dolly-ko").read_text(encoding="utf-8").splitlines()[0])
+    assert (ds[0]["input"], ds[0]["output"]) == (first["context"], first["response"])
+
+
+def test_full_mode_downloads_dolly_ko_with_the_token_and_maps_its_columns(monkeypatch, smoke_rt):
+    calls, fake = [], "hf_FAKE_not_a_real_token_data_0123456789"
+    stand_in = Dataset.from_list([{"instruction": "i", "context": "c", "response": "r", "category": "open_qa"}] * 3)
+    monkeypatch.setenv("HF_TOKEN", fake)
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **kw: calls.append((a, kw)) or stand_in)
+    ds = data.load_alpaca(replace(smoke_rt, mode="full"), dataset="dolly-ko")
+    assert calls == [(("nlpai-lab/databricks-dolly-15k-ko",), {"split": "train", "token": fake})]
+    assert ds[0]["input"] == "c" and ds[0]["output"] == "r"
+
+
+def test_a_refused_gated_data_set_says_how_to_get_access(monkeypatch, smoke_rt):
+    import httpx
+    from datasets.exceptions import DatasetNotFoundError
+    from huggingface_hub.errors import GatedRepoError
+
+    from helpers.auth import GatedModelError
+
+    def refuse(*a, **kw):
+        response = httpx.Response(403, request=httpx.Request("GET", "https://huggingface.co"))
+        try:
+            raise GatedRepoError("403 gated", response=response)
+        except GatedRepoError as e:
+            raise DatasetNotFoundError("Dataset 'nlpai-lab/databricks-dolly-15k-ko' is a gated dataset") from e
+
+    monkeypatch.setattr(data, "load_dataset", refuse)
+    with pytest.raises(GatedModelError, match="gated data set") as caught:
+        data.load_alpaca(replace(smoke_rt, mode="full"), dataset="dolly-ko")
+    assert "https://huggingface.co/datasets/nlpai-lab/databricks-dolly-15k-ko" in str(caught.value)
+    assert "accept its conditions" in str(caught.value)
+
+
+@pytest.mark.parametrize("dataset", ["dolly_ko", "ko", None, "Dolly"])
+def test_a_misspelt_data_set_is_refused_by_name(smoke_rt, dataset):
+    with pytest.raises(ValueError, match="dataset must be one of \\['dolly', 'dolly-ko'\\]"):
+        data.load_alpaca(smoke_rt, dataset=dataset)
 
 
 @pytest.mark.parametrize("limit", [0, -3, 2.5, "10"])

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from helpers import auth, loading, prompting
+from helpers import data, loading, prompting
 from helpers.runtime import Runtime
 
 SMOKE = Runtime("local", None, 0, None, None, torch.float32, "smoke", {"": "cpu"})
@@ -24,14 +24,6 @@ def fake_model() -> torch.nn.Module:
     model = torch.nn.Module()
     model.config = SimpleNamespace()
     return model
-
-
-@pytest.fixture(autouse=True)
-def fresh_token_cache():
-    """auth keeps a found token for the session: start and end every test without one."""
-    auth.forget_token()
-    yield
-    auth.forget_token()
 
 
 @pytest.fixture(scope="session")
@@ -175,3 +167,11 @@ def test_bad_padding_side_is_refused(tiny_dir):
     with pytest.raises(ValueError, match="padding_side must be 'right'"):
         loading.load_tokenizer(tiny_dir, padding_side="middle")
     assert loading.load_tokenizer(tiny_dir, padding_side="left").padding_side == "left"
+
+
+def test_the_tiny_tokenizer_covers_hangul(tiny_dir):
+    tokenizer = loading.load_tokenizer(tiny_dir)
+    text = data.sample_path("dolly-ko").read_text(encoding="utf-8").splitlines()[0]
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids) == text
