@@ -28,7 +28,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from helpers import auth, data, loading, runtime, training
 
-DATASETS = ("dolly",)
+DATASETS = tuple(data.DATASETS)
 ADAPTER_LINE = "adapter: "
 PROGRESS_PREFIXES = ("step ", "training ", "resuming ", "starting ", "already ", ADAPTER_LINE)
 # What notebook 05 holds out and saves by default, so a launched run is the notebook's run.
@@ -93,13 +93,14 @@ def run(preset: str | None = None, max_steps: int | None = None, data_limit: int
     # The main process downloads (or builds) first; the others then read its cache.
     with state.main_process_first():
         name = loading.model_name(rt)
-        rows = data.load_alpaca(rt, limit=data_limit)
+        rows = data.load_alpaca(rt, limit=data_limit, dataset=dataset)
     parts = data.split(rows, eval_size=min(eval_size, max(1, len(rows) // 5)), seed=0)
     model = loading.load_model(name, rt)
     tokenizer = loading.load_tokenizer(name, padding_side="right")
     trainer = training.make_trainer(model, tokenizer, parts["train"], parts["test"], preset=preset, rt=rt,
                                     output_dir=output_dir,
-                                    run_info={"DATA_LIMIT": data_limit, "EVAL_SIZE": eval_size, "seed": 0},
+                                    run_info={"DATA_LIMIT": data_limit, "EVAL_SIZE": eval_size, "seed": 0,
+                                              "DATASET": dataset},
                                     **overrides)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(ProgressPrinter())
