@@ -176,3 +176,58 @@ def training_memory(
         "gradients": 4 * trainable,
         "optimizer": OPTIMIZER_BYTES[optimizer] * trainable,
     }
+
+
+def saved_activation_bytes(model: nn.Module, input_ids: torch.Tensor) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one forward with labels (parameters excluded).
+
+    Counts every tensor saved for backward once (views count as their base), so it sees what gradient
+    checkpointing changes: without it each layer's intermediate results, with it only each layer's input.
+    """
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dtype != torch.long or input_ids.dim() != 2:
+        got = getattr(input_ids, "dtype", type(input_ids).__name__)
+        raise TypeError(f"input_ids must be a 2-D torch.long tensor (batch, tokens), got {got}")
+    params = {id(p) for p in model.parameters()}
+    saved = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        root = tensor if tensor._base is None else tensor._base
+        if id(root) not in params:
+            saved[id(root)] = root  # holding it keeps its id from being reused
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(input_ids=input_ids, labels=input_ids)
+    return sum(t.numel() * t.element_size() for t in saved.values())
+
+
+def activation_bytes(config, batch: int, seq_len: int, dtype: torch.dtype = torch.float16,
+                     checkpointing: bool = False) -> int:
+    """Estimated saved_activation_bytes of the causal LM `config` describes (frozen weights, input gradients on).
+
+    Runs a 1-layer and a 2-layer copy on the meta device (no memory) to get the bytes one layer saves and
+    the rest (embedding, final norm, logits and the loss, which upcasts the logits to fp32), then scales to
+    all layers. With gradient checkpointing a layer keeps only its input, batch x seq_len x hidden values.
+    Attention is counted as the eager implementation keeps it (the scores too); fused SDPA/flash kernels keep
+    less. LoRA's own saved tensors (dropout copies of each adapted layer's input) are not included.
+    """
+    from transformers import AutoModelForCausalLM
+
+    _check_positive("batch", batch)
+    _check_positive("seq_len", seq_len)
+    _meta_model(config, dtype)  # checks config
+    totals = []
+    for layers in (1, 2):
+        # use_cache=True skips transformers' packed-sequence check, which reads values (.item()) meta tensors lack;
+        # the cache itself saves nothing for backward.
+        small = config.__class__(**{**config.to_dict(), "num_hidden_layers": layers, "use_cache": True})
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(small, dtype=dtype, attn_implementation="eager")
+        model.train()
+        model.requires_grad_(False)
+        model.enable_input_require_grads()
+        totals.append(saved_activation_bytes(model, torch.zeros(batch, seq_len, dtype=torch.long, device="meta")))
+    per_layer, rest = totals[1] - totals[0], 2 * totals[0] - totals[1]
+    if checkpointing:
+        per_layer = batch * seq_len * config.hidden_size * torch.finfo(dtype).bits // 8
+    return rest + config.num_hidden_layers * per_layer

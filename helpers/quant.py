@@ -364,3 +364,88 @@ def double_dequantize(
     _check_constants(absmax2, q.numel(), blocksize, name="absmax2")
     values = dynamic_map()[q.reshape(-1).long()]
     return _scale_blocks_(values, absmax2.float(), blocksize) + offset
+
+
+# ----------------------------------------------------------------------------- zero-point int8
+
+
+def zeropoint_quantize(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric (zero-point) quantization mapping [min, max] to 0..2^bits-1: (uint8 codes, scale, zero point)."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+        raise ValueError(f"bits must be an int from 2 to 8, got {bits!r}")
+    flat = _check_values(x, "x")
+    lo, hi = flat.min().clamp(max=0.0), flat.max().clamp(min=0.0)  # the range holds 0, so 0 stays exact
+    _check_finite(torch.stack([lo, hi]), "x")
+    levels = 2**bits - 1
+    scale = torch.where(hi > lo, (hi - lo) / levels, 1.0)
+    zero_point = torch.round(-lo / scale) + 0.0  # + 0.0 turns -0.0 into 0.0
+    q = torch.clamp(torch.round(x.float() / scale) + zero_point, 0, levels).to(torch.uint8)
+    return q, scale, zero_point
+
+
+def zeropoint_dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
+    """Undo zeropoint_quantize: (q - zero_point) * scale."""
+    if not isinstance(q, torch.Tensor) or q.dtype != torch.uint8:
+        raise TypeError(f"q must be the uint8 tensor from zeropoint_quantize, got {getattr(q, 'dtype', type(q))}")
+    return (q.float() - zero_point) * scale
+
+
+# ----------------------------------------------------------------------------- float formats bit by bit
+
+# name: (torch dtype or None, exponent bits, mantissa bits). FP4 has no torch dtype to compute with.
+FLOAT_FORMATS = {
+    "fp32": (torch.float32, 8, 23),
+    "fp16": (torch.float16, 5, 10),
+    "bf16": (torch.bfloat16, 8, 7),
+    "fp8 e4m3": (torch.float8_e4m3fn, 4, 3),
+    "fp8 e5m2": (torch.float8_e5m2, 5, 2),
+    "fp4 e2m1": (None, 2, 1),
+    "fp4 e3m0": (None, 3, 0),
+}
+_INT_OF_WIDTH = {32: torch.int32, 16: torch.int16, 8: torch.uint8}
+
+
+def _check_format(fmt: str) -> tuple[torch.dtype | None, int, int]:
+    """The (dtype, exponent bits, mantissa bits) of a FLOAT_FORMATS name."""
+    if fmt not in FLOAT_FORMATS:
+        raise ValueError(f"fmt must be one of {tuple(FLOAT_FORMATS)}, got {fmt!r}")
+    return FLOAT_FORMATS[fmt]
+
+
+def minifloat_values(exp_bits: int, man_bits: int) -> torch.Tensor:
+    """Every finite value of a small float with no inf/NaN codes (as FP4 E2M1): sorted, distinct, with subnormals."""
+    if not (isinstance(exp_bits, int) and isinstance(man_bits, int) and exp_bits >= 1 and man_bits >= 0
+            and exp_bits + man_bits <= 7):
+        raise ValueError(f"exp_bits >= 1, man_bits >= 0 and at most 7 bits in all, got {exp_bits}, {man_bits}")
+    bias = 2 ** (exp_bits - 1) - 1
+    values = []
+    for e in range(2**exp_bits):
+        for m in range(2**man_bits):
+            frac = m / 2**man_bits
+            values.append(2.0 ** (1 - bias) * frac if e == 0 else 2.0 ** (e - bias) * (1 + frac))
+    positive = torch.tensor(sorted(set(values)))
+    return torch.cat([-positive.flip(0)[:-1], positive])
+
+
+def float_bits(value: float, fmt: str) -> str:
+    """The bits of `value` stored in `fmt` as "sign exponent mantissa", e.g. float_bits(1.5, "fp16")."""
+    dtype, exp_bits, man_bits = _check_format(fmt)
+    width = 1 + exp_bits + man_bits
+    if dtype is None:
+        raise ValueError(f"{fmt} has no torch dtype: use minifloat_values({exp_bits}, {man_bits}) for its values")
+    stored = torch.tensor([value], dtype=torch.float32).to(dtype)
+    raw = int(stored.view(_INT_OF_WIDTH[width]).item()) & (2**width - 1)
+    bits = format(raw, f"0{width}b")
+    return f"{bits[0]} {bits[1:1 + exp_bits]} {bits[1 + exp_bits:]}"
+
+
+def float_format_facts(fmt: str) -> dict[str, float]:
+    """Largest finite value, the spacing just above 1 and the smallest normal value of a FLOAT_FORMATS format."""
+    dtype, exp_bits, man_bits = _check_format(fmt)
+    if dtype is not None:
+        info = torch.finfo(dtype)
+        return {"max": float(info.max), "step at 1": float(info.eps), "smallest normal": float(info.tiny)}
+    values = minifloat_values(exp_bits, man_bits)
+    above_one = values[values > 1]
+    return {"max": values.max().item(), "step at 1": (above_one.min() - 1).item() if above_one.numel() else math.nan,
+            "smallest normal": 2.0 ** (2 - 2 ** (exp_bits - 1))}

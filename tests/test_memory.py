@@ -123,7 +123,8 @@ def test_training_memory_parts():
 def test_training_memory_of_llama_65b_fits_one_48gb_gpu_only_in_4bit():
     four_bit = memory.training_memory(LLAMA_65B, r=64, target_modules="all-linear")
     sixteen_bit = memory.training_memory(LLAMA_65B, quant=None, r=64, target_modules="all-linear")
-    assert sum(four_bit.values()) < 48e9 < 130e9 < sum(sixteen_bit.values())
+    assert sum(four_bit.values()) < 48e9
+    assert sum(sixteen_bit.values()) > 130e9
     seven_b = memory.training_memory(LLAMA_7B)
     assert 3.5e9 < seven_b["weights"] < 4e9
 
@@ -167,3 +168,42 @@ def test_model_bytes_follows_the_storage_dtype_of_the_unquantized_weights(tmp_pa
     assert predicted > memory.model_bytes(model.config, quant="nf4", double_quant=True)
     with pytest.raises(TypeError, match="dtype"):
         memory.model_bytes(model.config, dtype=torch.int8)
+
+
+def _frozen_tiny(attn: str = "eager"):
+    """The tiny Gemma shape in fp32 with frozen weights and input gradients on, as LoRA training runs it."""
+    config = GemmaConfig(vocab_size=1024, **loading.TINY_SHAPE)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn)
+    model.train()
+    model.requires_grad_(False)
+    model.enable_input_require_grads()
+    return model
+
+
+def test_activation_estimate_equals_what_autograd_saves_on_the_tiny_model():
+    torch.manual_seed(0)
+    model = _frozen_tiny()
+    ids = torch.randint(0, 1024, (2, 96))
+    config = model.config
+    assert memory.saved_activation_bytes(model, ids) == memory.activation_bytes(config, 2, 96, torch.float32)
+    model.config.use_cache = False
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    measured = memory.saved_activation_bytes(model, ids)
+    estimated = memory.activation_bytes(config, 2, 96, torch.float32, checkpointing=True)
+    assert abs(estimated - measured) <= 0.02 * measured
+    assert measured < memory.activation_bytes(config, 2, 96, torch.float32) / 3
+
+
+def test_activation_bytes_of_gemma_2b_at_the_posts_two_by_512_tokens():
+    fp32_logits = 2 * 512 * 256_000 * 4
+    plain = memory.activation_bytes(GEMMA_2B, 2, 512)
+    checkpointed = memory.activation_bytes(GEMMA_2B, 2, 512, checkpointing=True)
+    assert fp32_logits == 1_048_576_000
+    assert 3.5e9 < plain < 4.5e9
+    # checkpointing keeps 18 layer inputs of 2 x 512 x 2048 fp16 values; the logits stay
+    assert fp32_logits < checkpointed < fp32_logits + 18 * 2 * 512 * 2048 * 2 + 0.1e9
+
+
+def test_saved_activation_bytes_refuses_token_lists():
+    with pytest.raises(TypeError, match="input_ids must be a 2-D torch.long tensor"):
+        memory.saved_activation_bytes(_frozen_tiny(), [[1, 2, 3]])
