@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from helpers.language import pick
+
 MODES = ("full", "smoke")
 
 
@@ -77,41 +79,53 @@ def detect() -> Runtime:
 
 
 def describe(rt: Runtime) -> str:
-    """Return the one line that tells the learner which mode runs, on what, and why."""
+    """Return the one line that tells the learner which mode runs, on what, and why (in the session's language)."""
     if check_runtime(rt) is None:
         raise TypeError("rt must be the Runtime that runtime.detect() returns, got None.")
-    where = {"colab": "Colab", "kaggle": "Kaggle", "local": "this machine"}[rt.platform]
+    where = {"colab": "Colab", "kaggle": "Kaggle", "local": pick("this machine", "이 컴퓨터")}[rt.platform]
     if rt.mode == "smoke":
         if rt.gpu_count:
-            return (
+            return pick(
                 f"Smoke mode (COURSE_MODE=smoke) on {where}: a tiny Gemma-architecture model on the CPU with "
-                f"the shipped sample data, although a GPU ({rt.gpu_name}) is present (unset COURSE_MODE to use it)."
+                f"the shipped sample data, although a GPU ({rt.gpu_name}) is present (unset COURSE_MODE to use it).",
+                f"스모크 모드(COURSE_MODE=smoke), {where}: GPU({rt.gpu_name})가 있지만 CPU에서 Gemma 구조의 작은 "
+                "모델을 함께 제공되는 샘플 데이터로 실행합니다(GPU를 쓰려면 COURSE_MODE를 지우세요).",
             )
-        line = "Smoke mode: no GPU found, so this runs a tiny Gemma-architecture model on the shipped sample data"
+        line = pick("Smoke mode: no GPU found, so this runs a tiny Gemma-architecture model on the shipped sample data",
+                    "스모크 모드: GPU가 없으므로 Gemma 구조의 작은 모델을 함께 제공되는 샘플 데이터로 실행합니다")
         # On a hosted CPU runtime the way to the real run is a GPU runtime, not COURSE_MODE=full (it would fail).
         gpu_runtime = {
             "colab": "Runtime > Change runtime type > T4 GPU",
             "kaggle": "Settings > Accelerator > GPU T4 x2",
         }
         if rt.platform in gpu_runtime:
-            return f"{line}. For the real run on {where}, choose a GPU runtime ({gpu_runtime[rt.platform]})."
-        return f"{line} (set COURSE_MODE=full to override)."
+            return pick(f"{line}. For the real run on {where}, choose a GPU runtime ({gpu_runtime[rt.platform]}).",
+                        f"{line}. {where}에서 실제 실행을 하려면 GPU 런타임을 고르세요({gpu_runtime[rt.platform]}).")
+        return line + pick(" (set COURSE_MODE=full to override).", "(COURSE_MODE=full로 바꿀 수 있습니다).")
     if not rt.gpu_count:
-        return (
+        return pick(
             f"Full mode (COURSE_MODE=full) on {where}, but no GPU found: loading Gemma-2B will fail. Pick a GPU "
-            "runtime (Colab: Runtime > Change runtime type > T4 GPU) or unset COURSE_MODE for smoke mode."
+            "runtime (Colab: Runtime > Change runtime type > T4 GPU) or unset COURSE_MODE for smoke mode.",
+            f"전체 모드(COURSE_MODE=full), {where}: GPU가 없어 Gemma-2B를 불러오지 못합니다. GPU 런타임을 "
+            "고르거나(Colab: Runtime > Change runtime type > T4 GPU) 스모크 모드를 쓰려면 COURSE_MODE를 지우세요.",
         )
     dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}[rt.dtype]
-    why = " (no bf16 below compute capability 8.0)" if rt.dtype == torch.float16 else ""
+    why = pick(" (no bf16 below compute capability 8.0)", "(연산 능력 8.0 미만에는 bf16이 없음)")
+    why = why if rt.dtype == torch.float16 else ""
     major, minor = rt.compute_capability
-    line = (
+    line = pick(
         f"Full mode on {where}: {rt.gpu_name}, {rt.gpu_memory_gb} GB, compute capability {major}.{minor}, "
-        f"{dtype} compute{why}; Gemma-2B on the dolly-15k data."
+        f"{dtype} compute{why}; Gemma-2B on the dolly-15k data.",
+        f"전체 모드, {where}: {rt.gpu_name}, {rt.gpu_memory_gb} GB, 연산 능력(compute capability) {major}.{minor}, "
+        f"{dtype} 연산{why}; dolly-15k 데이터로 Gemma-2B를 학습합니다.",
     )
     if rt.gpu_count > 1:
-        line += (
+        line += pick(
             f" Using GPU 0 of {rt.gpu_count} (device_map={{'': 0}}): the 4-bit model (about 3 GB) fits one GPU, and "
-            "splitting it would only add transfers while one GPU waits; GPUS = 2 in notebook 05 trains on both."
+            "splitting it would only add transfers while one GPU waits; GPUS = 2 in notebook 05 trains on both.",
+            f" GPU {rt.gpu_count}개 가운데 0번을 씁니다(device_map={{'': 0}}): 4비트 모델(약 3 GB)은 GPU 한 장에 "
+            "들어가고, 나누면 한 GPU가 기다리는 동안 전송만 늘어납니다. "
+            "노트북 05의 GPUS = 2는 두 장 모두에서 학습합니다.",
         )
     return line
 

@@ -1,0 +1,43 @@
+"""The session's language picks the teaching lines: English by default, Korean after a Korean setup cell."""
+
+import re
+from dataclasses import replace
+
+import pytest
+
+from helpers import language, runtime
+
+
+@pytest.fixture(autouse=True)
+def english_afterwards():
+    yield
+    language.set_language("en")
+
+
+@pytest.mark.parametrize(("edition", "expected"), [
+    ("notebooks/", "en"), ("notebooks/ko/", "ko"), ("notebooks/ko", "ko"), ("ko", "ko"), ("notebooks/kor/", "en"),
+])
+def test_an_editions_folder_names_its_language(edition, expected):
+    assert language.edition_language(edition) == expected
+
+
+def test_english_is_the_default_and_korean_is_picked_after_set_language():
+    assert language.current() == "en" and language.pick("right", "맞았습니다") == "right"
+    language.set_language("ko")
+    assert language.current() == "ko" and language.pick("right", "맞았습니다") == "맞았습니다"
+
+
+@pytest.mark.parametrize("bad", ["kr", "KO", None, ""])
+def test_an_unknown_language_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match="language must be one of"):
+        language.set_language(bad)
+
+
+def test_the_mode_line_follows_the_language(monkeypatch):
+    monkeypatch.delenv("COURSE_MODE", raising=False)
+    rt = replace(runtime.detect(), platform="colab", mode="smoke", gpu_count=0)
+    english = runtime.describe(rt)
+    language.set_language("ko")
+    korean = runtime.describe(rt)
+    assert english.startswith("Smoke mode") and not re.search("[\uac00-\ud7a3]", english)
+    assert korean.startswith("스모크 모드") and "Runtime > Change runtime type > T4 GPU" in korean
