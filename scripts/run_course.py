@@ -2,13 +2,15 @@
 
 Without a GPU the notebooks pick smoke mode by themselves (a tiny model, the shipped sample
 data). Executed notebooks go to build/notebooks/, checkpoints to build/outputs/.
-Usage: python scripts/run_course.py [notebooks/02_nf4.ipynb ...]
+Usage: python scripts/run_course.py [03 | notebooks/02_nf4.ipynb ...]   (all notebooks by default)
 """
 import json
 import os
+import re
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import nbformat
@@ -18,12 +20,16 @@ from nbclient.exceptions import CellExecutionError
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def execute(path: Path, out_dir: Path, timeout: int = 900) -> nbformat.NotebookNode:
-    """Execute one notebook with its folder as working directory and save the result in out_dir."""
+def execute(path: Path, out_dir: Path, timeout: int = 900, kernel_args: Sequence[str] = ()) -> nbformat.NotebookNode:
+    """Execute one notebook with its folder as working directory and save the result in out_dir.
+
+    kernel_args go to the kernel's command line, e.g. "--IPKernelApp.exec_lines=<code>" runs code before the first cell.
+    """
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=list(kernel_args),
                             resources={"metadata": {"path": str(path.parent)}})
     try:
         client.execute()
@@ -33,23 +39,59 @@ def execute(path: Path, out_dir: Path, timeout: int = 900) -> nbformat.NotebookN
     return nb
 
 
-def main(paths: list[str]) -> int:
+def failure_report(nb: nbformat.NotebookNode, name: str, source_lines: int = 4, traceback_lines: int = 6) -> str:
+    """Say which cell of a failed notebook failed: its number, its first lines and the error, without colour codes."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for number, cell in enumerate(code, start=1):
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        if errors:
+            err = errors[0]
+            source = cell.source.splitlines()
+            shown = source[:source_lines] + (["    ..."] if len(source) > source_lines else [])
+            final = f"{err.ename}: {ANSI.sub('', err.evalue)}"
+            trace = [line for line in ANSI.sub("", "\n".join(err.get("traceback", []))).splitlines() if line.strip()]
+            if trace and trace[-1].strip() == final:  # IPython's traceback ends with the error line shown below
+                trace = trace[:-1]
+            return "\n".join([f"{name}: code cell {number} of {len(code)} failed:",
+                              *(f"    {line}" for line in shown),
+                              "  traceback (last lines):",
+                              *(f"    {line}" for line in trace[-traceback_lines:]),
+                              f"  {final}"])
+    return f"{name}: no cell shows an error: the kernel died or a cell ran past the time limit."
+
+
+def select(args: Sequence[str]) -> list[Path]:
+    """The notebooks named by paths or two-digit numbers ("03"); all of them when none are named."""
+    every = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    chosen = []
+    for arg in args:
+        if re.fullmatch(r"\d{1,2}", arg):
+            match = [p for p in every if p.name[:2] == arg.zfill(2)]
+            if not match:
+                raise SystemExit(f"No notebook {arg.zfill(2)}: pick one of {', '.join(p.name[:2] for p in every)}.")
+            chosen += match
+        else:
+            chosen.append(Path(arg).resolve())
+    return chosen or every
+
+
+def main(args: list[str]) -> int:
     """Execute the given notebooks (all of them by default); return a process exit code."""
     if "COURSE_OUTPUT_DIR" not in os.environ:
         # A fresh folder each run: notebook 05 resumes from any checkpoint it finds, and a second run of
         # the course should train again, not resume a finished run.
         shutil.rmtree(BUILD / "outputs", ignore_errors=True)
         os.environ["COURSE_OUTPUT_DIR"] = str(BUILD / "outputs")
-    notebooks = [Path(p).resolve() for p in paths] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     timings, failed = {}, []
-    for path in notebooks:
+    for path in select(args):
         print(f"▶ {path.name} ...", flush=True)
         start = time.perf_counter()
         try:
             execute(path, BUILD / "notebooks")
-        except CellExecutionError as err:
+        except CellExecutionError:
             failed.append(path.name)
-            print(f"✗ {path.name} failed:\n{str(err)[-3000:]}", flush=True)
+            report = failure_report(nbformat.read(BUILD / "notebooks" / path.name, as_version=4), path.name)
+            print(f"✗ {report}\n  the executed copy: {BUILD / 'notebooks' / path.name}", flush=True)
             continue
         timings[path.name] = round(time.perf_counter() - start, 1)
         print(f"✓ {path.name} in {timings[path.name]} s", flush=True)

@@ -1,7 +1,8 @@
-"""Point every badge, the README's notebook table and each notebook's setup cell at the repository in course.toml.
+"""Point every badge, the README's notebook table and each notebook's setup cell at the release in course.toml.
 
 Writes colab_badges.md, rewrites each notebook's "badges" and "setup" cells (nothing else) and the
-README table between <!-- notebooks:start --> and <!-- notebooks:end -->.
+README table between <!-- notebooks:start --> and <!-- notebooks:end -->. The English notebooks live in
+notebooks/, the Korean edition (when there is one) in notebooks/ko/ under the same file names.
 Usage: python scripts/sync_badges.py           # write
        python scripts/sync_badges.py --check   # exit 1 and list what is out of date
 """
@@ -28,47 +29,70 @@ TABLE = {
     "04_paged_optimizers.ipynb": ("Optimizer state is memory; what paged optimizers do (and what they don't)",
                                   "not measured", "about 20 s"),
     "05_gemma_qlora_t4.ipynb": ("The post's Gemma-2B QLoRA run on today's libraries: train, generate, save, reload",
-                                "about 2.3 h (`t4`) / 1.4 h (`t4_fast`): projected from an H200 run, not measured on a T4", "about 25 s"),
+                                ("about 2.3 h (`t4`) / 1.4 h (`t4_fast`): projected from an H200 run, "
+                                 "not measured on a T4"), "about 25 s"),
 }
 COLAB_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 KAGGLE_SVG = "https://kaggle.com/static/images/open-in-kaggle.svg"
-SETUP = '''# On Colab or Kaggle: install the course's pinned libraries and its `helpers` package.
-# Locally, `make course` has already done this, so the cell does nothing.
-import os, sys
+# The first code cell of every notebook, in both editions. On Colab and Kaggle it installs the release and its pinned
+# libraries; everywhere it then checks them (helpers.setup_check), and importing helpers first also keeps a
+# bitsandbytes message that does not apply to the course out of the notebook (helpers/__init__.py).
+SETUP = '''# Colab and Kaggle: install the course ({ref}) and its pinned libraries (locally `make` did); then check.
+import os
+import sys
 if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
-    %pip install -q -r https://raw.githubusercontent.com/{repo}/{branch}/requirements.txt "git+https://github.com/{repo}@{branch}"'''
+    %pip install -q -r https://raw.githubusercontent.com/{repo}/{ref}/requirements.txt "git+https://github.com/{repo}@{ref}"
+    %pip uninstall -q -y torchao  # peft 0.21 refuses the hosts' torchao 0.10 beside a plain nn.Linear; not needed
+from helpers.setup_check import check_install  # "No module named 'helpers'": the install failed (Kaggle: Internet on)
+check_install("{ref}", edition="{edition}")  # the edition's folder also sets the language of printed lines'''
+# Where each edition's notebooks are, and how its table column and badge page section are headed.
+EDITIONS = {"en": ("notebooks", "English"), "ko": ("notebooks/ko", "한국어")}
 
 
 def read_setting(root: Path) -> tuple[str, str]:
-    """The repository ("owner/name") and branch from course.toml."""
+    """The repository ("owner/name") and the release ref (a tag "v<version>" or a commit) from course.toml."""
     setting = tomllib.loads((root / "course.toml").read_text())
-    repo, branch = setting.get("repo", ""), setting.get("branch", "")
+    repo, ref = setting.get("repo", ""), setting.get("ref", "")
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
         raise ValueError(f'course.toml: repo must look like "owner/name", got {repo!r}')
-    if not re.fullmatch(r"[\w./-]+", branch):
-        raise ValueError(f"course.toml: branch must be a branch name, got {branch!r}")
-    return repo, branch
+    version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    # A moving branch would let the notebooks and the installed helpers drift apart; a tag must name this version,
+    # so that pip sees a new version and reinstalls helpers in a session that had an older release.
+    if not (re.fullmatch(r"[0-9a-f]{40}", ref) or ref == f"v{version}"):
+        raise ValueError(f"course.toml: ref must be the release tag 'v{version}' (the version in pyproject.toml) "
+                         f"or a 40-digit commit, got {ref!r}")
+    return repo, ref
 
 
-def notebooks(root: Path) -> list[Path]:
-    """The course's notebooks, in order."""
-    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+def editions(root: Path) -> list[str]:
+    """The editions that have notebooks: "en", and "ko" once notebooks/ko/ holds some."""
+    return [ed for ed in EDITIONS if notebooks(root, ed)]
 
 
-def colab_url(repo: str, branch: str, file: str) -> str:
-    """The Open-in-Colab link of a notebook."""
-    return f"https://colab.research.google.com/github/{repo}/blob/{branch}/notebooks/{file}"
+def notebooks(root: Path, edition: str = "en") -> list[Path]:
+    """An edition's notebooks, in order."""
+    return sorted((root / EDITIONS[edition][0]).glob("[0-9][0-9]_*.ipynb"))
 
 
-def kaggle_url(repo: str, branch: str, file: str) -> str:
+def colab_url(repo: str, ref: str, path: str) -> str:
+    """The Open-in-Colab link of a notebook (path: inside the repository, e.g. notebooks/02_nf4.ipynb)."""
+    return f"https://colab.research.google.com/github/{repo}/blob/{ref}/{path}"
+
+
+def kaggle_url(repo: str, ref: str, path: str) -> str:
     """The Open-in-Kaggle link of a notebook: Kaggle imports it from its GitHub page."""
-    return f"https://www.kaggle.com/kernels/welcome?src=https://github.com/{repo}/blob/{branch}/notebooks/{file}"
+    return f"https://www.kaggle.com/kernels/welcome?src=https://github.com/{repo}/blob/{ref}/{path}"
 
 
-def badges(repo: str, branch: str, file: str, sep: str = "\n") -> str:
+def badges(repo: str, ref: str, path: str, sep: str = "\n") -> str:
     """The two badges of a notebook, as markdown."""
-    return (f"[![Open In Colab]({COLAB_SVG})]({colab_url(repo, branch, file)}){sep}"
-            f"[![Open In Kaggle]({KAGGLE_SVG})]({kaggle_url(repo, branch, file)})")
+    return (f"[![Open In Colab]({COLAB_SVG})]({colab_url(repo, ref, path)}){sep}"
+            f"[![Open In Kaggle]({KAGGLE_SVG})]({kaggle_url(repo, ref, path)})")
+
+
+def setup_cell(repo: str, ref: str, edition: str = "notebooks/") -> str:
+    """The setup cell's source: the same in both editions but for the edition's folder ("notebooks/ko/")."""
+    return SETUP.format(repo=repo, ref=ref, edition=edition)
 
 
 def title(path: Path) -> str:
@@ -84,46 +108,63 @@ def title(path: Path) -> str:
     return path.stem
 
 
-def table(root: Path, repo: str, branch: str) -> str:
-    """The README's notebook table: one row per notebook."""
-    rows = ["| # | Notebook | What you learn | T4 time | CPU time (smoke mode) | Open |",
-            "|---|---|---|---|---|---|"]
+def relpath(root: Path, path: Path) -> str:
+    """A notebook's path inside the repository, with forward slashes."""
+    return path.relative_to(root).as_posix()
+
+
+def table(root: Path, repo: str, ref: str) -> str:
+    """The README's notebook table: one row per notebook, with the Korean edition's badges when it exists."""
+    ko = {p.name: p for p in notebooks(root, "ko")}
+    head = "| # | Notebook | What you learn | T4 time | CPU time (smoke mode) | Open |"
+    rows = [head + (f" {EDITIONS['ko'][1]} |" if ko else ""), "|---|---|---|---|---|---|" + ("---|" if ko else "")]
     for path in notebooks(root):
         learn, t4, cpu = TABLE.get(path.name, ("", "not measured", "not measured"))
-        rows.append(f"| {path.name[:2]} | [{title(path)}](notebooks/{path.name}) | {learn} | {t4} | {cpu} | "
-                    f"{badges(repo, branch, path.name, sep=' ')} |")
+        row = (f"| {path.name[:2]} | [{title(path)}]({relpath(root, path)}) | {learn} | {t4} | {cpu} | "
+               f"{badges(repo, ref, relpath(root, path), sep=' ')} |")
+        if ko:
+            other = ko.get(path.name)
+            row += (f" [{title(other)}]({relpath(root, other)}) {badges(repo, ref, relpath(root, other), sep=' ')} |"
+                    if other else " |")
+        rows.append(row)
     return "\n".join(rows)
 
 
-def badges_page(root: Path, repo: str, branch: str) -> str:
-    """colab_badges.md: both badges for every notebook."""
+def badges_page(root: Path, repo: str, ref: str) -> str:
+    """colab_badges.md: both badges for every notebook of every edition."""
     parts = ["# Open the notebooks on Colab or Kaggle", "",
-             f"Generated by `scripts/sync_badges.py` from `course.toml` (repository `{repo}`, branch "
-             f"`{branch}`): do not edit by hand. On Colab pick a T4 GPU runtime; on Kaggle turn on the "
+             (f"Generated by `scripts/sync_badges.py` from `course.toml` (repository `{repo}`, release "
+             f"`{ref}`): do not edit by hand. On Colab pick a T4 GPU runtime; on Kaggle turn on the "
              "GPU T4 x2 accelerator (the course uses one of the two) and Settings > Internet (it needs a "
              "phone-verified account). On a GPU, notebooks 02-05 load the gated google/gemma-2b: add your "
-             "Hugging Face token as a secret named HF_TOKEN (see the README).", ""]
-    for path in notebooks(root):
-        parts += [f"## {path.name[:2]} · {title(path)}", "", badges(repo, branch, path.name), ""]
+             "Hugging Face token as a secret named HF_TOKEN (see the README)."), ""]
+    several = len(editions(root)) > 1
+    for edition in editions(root):
+        if several:
+            parts += [f"## {EDITIONS[edition][1]}", ""]
+        for path in notebooks(root, edition):
+            parts += [f"{'###' if several else '##'} {path.name[:2]} · {title(path)}", "",
+                      badges(repo, ref, relpath(root, path)), ""]
     return "\n".join(parts)
 
 
-def synced_notebook(path: Path, repo: str, branch: str) -> tuple[nbformat.NotebookNode, list[str]]:
+def synced_notebook(root: Path, path: Path, repo: str, ref: str) -> tuple[nbformat.NotebookNode, list[str]]:
     """The notebook with its badges and setup cells rewritten, and what had to change."""
     nb = nbformat.read(path, as_version=4)
-    wanted = {"badges": badges(repo, branch, path.name), "setup": SETUP.format(repo=repo, branch=branch)}
+    name = relpath(root, path)
+    wanted = {"badges": badges(repo, ref, name), "setup": setup_cell(repo, ref, name.rpartition("/")[0] + "/")}
     changed = []
     for cell in nb.cells:
         if cell.get("id") in wanted:
             if cell.source != wanted[cell.id]:
                 cell.source = wanted[cell.id]
-                changed.append(f"{path.name}: cell {cell.id!r}")
+                changed.append(f"{name}: cell {cell.id!r}")
             if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
                 cell.outputs, cell.execution_count = [], None
-                changed.append(f"{path.name}: outputs of cell {cell.id!r}")
+                changed.append(f"{name}: outputs of cell {cell.id!r}")
     missing = set(wanted) - {cell.get("id") for cell in nb.cells}
     if missing:
-        raise ValueError(f"{path.name}: no cell with id {sorted(missing)}; the contract asks for 'badges' and 'setup'")
+        raise ValueError(f"{name}: no cell with id {sorted(missing)}; the contract asks for 'badges' and 'setup'")
     return nb, changed
 
 
@@ -138,10 +179,10 @@ def synced_readme(text: str, new_table: str) -> str:
 
 def sync(root: Path = ROOT, check: bool = False) -> list[str]:
     """Bring every generated place up to date (or, with check, only list what is out of date)."""
-    repo, branch = read_setting(root)
+    repo, ref = read_setting(root)
     drift = []
     page = root / "colab_badges.md"
-    new_page = badges_page(root, repo, branch)
+    new_page = badges_page(root, repo, ref)
     if not page.exists() or page.read_text() != new_page:
         drift.append(page.name)
         if not check:
@@ -149,16 +190,17 @@ def sync(root: Path = ROOT, check: bool = False) -> list[str]:
     readme = root / "README.md"
     if readme.exists():
         old = readme.read_text()
-        new = synced_readme(old, table(root, repo, branch))
+        new = synced_readme(old, table(root, repo, ref))
         if new != old:
             drift.append("README.md: the notebook table")
             if not check:
                 readme.write_text(new)
-    for path in notebooks(root):
-        nb, changed = synced_notebook(path, repo, branch)
-        drift += changed
-        if changed and not check:
-            nbformat.write(nb, path)
+    for edition in editions(root):
+        for path in notebooks(root, edition):
+            nb, changed = synced_notebook(root, path, repo, ref)
+            drift += changed
+            if changed and not check:
+                nbformat.write(nb, path)
     return drift
 
 
@@ -166,8 +208,9 @@ def main(argv: list[str]) -> int:
     """Command line: write, or with --check report drift and fail on it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if anything is out of date")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the repository to sync (default: this one)")
     args = parser.parse_args(argv)
-    drift = sync(check=args.check)
+    drift = sync(args.root, check=args.check)
     for item in drift:
         print(("out of date: " if args.check else "updated: ") + item)
     if not drift:

@@ -2,7 +2,8 @@
 
 Each Korean notebook holds the English notebook's cells in the same order with the same ids; its code cells are
 the English ones, its markdown cells (except the badges, which scripts/sync_badges.py writes) are Korean. This
-script copies the English code cells and metadata into each Korean twin, keeps the Korean markdown by cell id,
+script copies the English code cells and metadata into each Korean twin (but the badges and setup cells, which name the edition's own paths and
+scripts/sync_badges.py writes), keeps the Korean markdown by cell id,
 and lists the markdown cells that still need a translation.
 Usage: python scripts/sync_ko.py           # write
        python scripts/sync_ko.py --check   # exit 1 and list what is out of date
@@ -14,19 +15,23 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Cells that scripts/sync_badges.py writes for each edition (they name the edition's own paths).
+OWN = ("badges", "setup")
 
 
 def synced(en: dict, ko: dict) -> tuple[dict, list[str]]:
     """Return the Korean notebook rebuilt on the English one's cells, and the markdown ids that lack Korean."""
-    korean = {c["id"]: c for c in ko["cells"] if c["cell_type"] == "markdown"}
+    korean = {c["id"]: c for c in ko["cells"] if c["cell_type"] == "markdown" or c["id"] in OWN}
     out, untranslated = copy.deepcopy(en), []
     for cell in out["cells"]:
-        if cell["cell_type"] == "markdown":
+        if cell["id"] in OWN and cell["id"] in korean:
+            cell["source"] = korean[cell["id"]]["source"]
+        elif cell["cell_type"] == "markdown":
             if cell["id"] in korean:
                 cell["source"] = korean[cell["id"]]["source"]
             else:
                 untranslated.append(cell["id"])
-        else:
+        if cell["cell_type"] == "code":
             cell["outputs"], cell["execution_count"] = [], None
     return out, untranslated
 

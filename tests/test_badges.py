@@ -1,4 +1,7 @@
-"""The badges, the README's table and every setup cell agree with course.toml and point at real notebooks."""
+"""The badges, the README's table and every setup cell agree with course.toml and point at real notebooks.
+
+Both editions are checked: the English notebooks in notebooks/ and, once it exists, the Korean edition in notebooks/ko/.
+"""
 import re
 import shutil
 import subprocess
@@ -8,17 +11,24 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 import sync_badges
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTING = tomllib.loads((ROOT / "course.toml").read_text())
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-# Every link the sync writes names a repository, a branch and (except the install line) a notebook.
+FORK_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# Every link the sync writes names a repository, a release and a notebook's path inside the repository.
 LINK = re.compile(r"(?:colab\.research\.google\.com/github/|src=https://github\.com/)"
-                  r"(?P<repo>[\w.-]+/[\w.-]+)/blob/(?P<branch>[\w./-]+?)/notebooks/(?P<file>[\w.-]+\.ipynb)")
-INSTALL = re.compile(r"raw\.githubusercontent\.com/(?P<repo>[\w.-]+/[\w.-]+)/(?P<branch>[\w./-]+?)/requirements\.txt"
-                     r" \"git\+https://github\.com/(?P<repo2>[\w.-]+/[\w.-]+)@(?P<branch2>[\w./-]+)\"")
+                  r"(?P<repo>[\w.-]+/[\w.-]+)/blob/(?P<ref>[\w.-]+)/(?P<path>notebooks/(?:ko/)?[\w.-]+\.ipynb)")
+INSTALL = re.compile(r"raw\.githubusercontent\.com/(?P<repo>[\w.-]+/[\w.-]+)/(?P<ref>[\w.-]+)/requirements\.txt"
+                     r" \"git\+https://github\.com/(?P<repo2>[\w.-]+/[\w.-]+)@(?P<ref2>[\w.-]+)\"")
+CHECK = re.compile(r"^check_install\(\"(?P<ref>[\w.-]+)\", edition=\"(?P<edition>[\w/]+)\"\)", re.MULTILINE)
+
+
+def _paths(root: Path) -> list[str]:
+    """Every notebook of every edition, as its path inside the repository."""
+    return [sync_badges.relpath(root, p) for ed in sync_badges.editions(root) for p in sync_badges.notebooks(root, ed)]
 
 
 def _readme_table(root: Path) -> str:
@@ -32,47 +42,59 @@ def _cell(path: Path, cell_id: str) -> str:
 
 
 def _links(text: str) -> list[tuple[str, str, str]]:
-    return [(m["repo"], m["branch"], m["file"]) for m in LINK.finditer(text)]
+    return [(m["repo"], m["ref"], m["path"]) for m in LINK.finditer(text)]
 
 
 def _places(root: Path) -> dict[str, str]:
     places = {"colab_badges.md": (root / "colab_badges.md").read_text(), "README": _readme_table(root)}
-    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        places[path.name] = _cell(path, "badges")
+    for path in _paths(root):
+        places[path] = _cell(root / path, "badges")
     return places
+
+
+def _assert_points_at(root: Path, repo: str, ref: str) -> None:
+    paths = _paths(root)
+    places = _places(root)
+    for place, text in places.items():
+        links = _links(text)
+        assert links, f"{place} has no badge links"
+        for got_repo, got_ref, path in links:
+            assert (got_repo, got_ref) == (repo, ref), f"{place} points at {got_repo}@{got_ref}"
+            assert path in paths, f"{place} links {path}, which does not exist"
+            if place.endswith(".ipynb"):
+                assert path == place, f"{place}'s badges open {path}"
+    # each notebook of each edition: both badges in the badges page, in the README table and in itself
+    for path in paths:
+        for place in ("colab_badges.md", "README", path):
+            assert [p for *_, p in _links(places[place]) if p == path] == [path, path], (place, path)
+    setups = {path: _cell(root / path, "setup") for path in paths}
+    for path, source in setups.items():
+        match = INSTALL.search(source)
+        assert match, f"{path}: the setup cell has no install line"
+        assert match["repo"] == match["repo2"] == repo and match["ref"] == match["ref2"] == ref, path
+        assert [m["ref"] for m in CHECK.finditer(source)] == [ref], f"{path}: the setup cell does not check {ref}"
+        assert [m["edition"] for m in CHECK.finditer(source)] == [path.rpartition("/")[0] + "/"], path
+    # the editions' setup cells may differ only in paths: their own folder
+    assert len({source.replace("notebooks/ko/", "notebooks/") for source in setups.values()}) == 1
 
 
 def test_the_course_has_notebooks_to_badge():
     assert NOTEBOOKS, "no notebooks found"
     assert set(NOTEBOOKS) <= set(sync_badges.TABLE), "a notebook has no row in sync_badges.TABLE"
+    ko = [p.name for p in sync_badges.notebooks(ROOT, "ko")]
+    assert set(ko) <= set(NOTEBOOKS), "the Korean edition has a notebook the English one lacks"
+
+
+def test_course_toml_names_a_pinned_release():
+    assert SETTING["ref"] == f"v{VERSION}" or re.fullmatch(r"[0-9a-f]{40}", SETTING["ref"])
 
 
 def test_nothing_drifted_from_course_toml():
     assert sync_badges.sync(ROOT, check=True) == [], "run `python scripts/sync_badges.py`"
 
 
-def test_every_link_points_at_an_existing_notebook_of_the_configured_repo():
-    expected = (SETTING["repo"], SETTING["branch"])
-    for place, text in _places(ROOT).items():
-        links = _links(text)
-        assert links, f"{place} has no badge links"
-        for repo, branch, file in links:
-            assert (repo, branch) == expected, f"{place} points at {repo}@{branch}"
-            assert file in NOTEBOOKS, f"{place} links {file}, which does not exist"
-            if place.endswith(".ipynb"):
-                assert file == place, f"{place}'s badges open {file}"
-    # each notebook: both badges in the badges page, in the README table and in itself
-    for file in NOTEBOOKS:
-        for place in ("colab_badges.md", "README", file):
-            assert sorted(f for *_, f in _links(_places(ROOT)[place]) if f == file) == [file, file], (place, file)
-
-
-def test_every_setup_cell_installs_from_the_configured_repo():
-    for file in NOTEBOOKS:
-        match = INSTALL.search(_cell(ROOT / "notebooks" / file, "setup"))
-        assert match, f"{file}: the setup cell has no install line"
-        assert match["repo"] == match["repo2"] == SETTING["repo"]
-        assert match["branch"] == match["branch2"] == SETTING["branch"]
+def test_every_place_points_at_the_configured_release():
+    _assert_points_at(ROOT, SETTING["repo"], SETTING["ref"])
 
 
 def test_readme_has_one_row_per_notebook():
@@ -80,39 +102,36 @@ def test_readme_has_one_row_per_notebook():
     assert [re.search(r"\(notebooks/([\w.-]+)\)", r)[1] for r in rows] == NOTEBOOKS
 
 
+def test_the_setup_cell_is_python_once_its_pip_lines_are_set_aside():
+    source = sync_badges.setup_cell("someone/fork", "v9.9.9")
+    lines = [line.replace("%pip", "pass  #") for line in source.splitlines()]
+    compile("\n".join(lines), "setup cell", "exec")
+    assert all(len(line) <= 120 for line in source.splitlines() if "://" not in line)
+
+
 @pytest.fixture
 def fork(tmp_path):
     """A copy of the repository's generated places and their sources, as a fork would have it."""
-    for name in ("course.toml", "README.md", "colab_badges.md"):
+    for name in ("course.toml", "pyproject.toml", "README.md", "colab_badges.md"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     (tmp_path / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "sync_badges.py", tmp_path / "scripts")
     toml = (tmp_path / "course.toml").read_text()
     toml = toml.replace(f'repo = "{SETTING["repo"]}"', 'repo = "someone/my-fork"')
-    toml = toml.replace(f'branch = "{SETTING["branch"]}"', 'branch = "workshop"')
+    toml = toml.replace(f'ref = "{SETTING["ref"]}"', f'ref = "{FORK_COMMIT}"')
     (tmp_path / "course.toml").write_text(toml)
     return tmp_path
 
 
 def _run(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(root / "scripts" / "sync_badges.py"), *args],
-                          capture_output=True, text=True, cwd=root)
+                          check=False, capture_output=True, text=True, cwd=root)
 
 
-def test_changing_the_setting_updates_every_place(fork):
-    before = {p.name: nbformat.read(p, as_version=4) for p in (fork / "notebooks").glob("*.ipynb")}
-    check = _run(fork, "--check")
-    assert check.returncode == 1 and "out of date" in check.stdout
-    assert _run(fork).returncode == 0
-    assert _run(fork, "--check").returncode == 0
-    for place, text in _places(fork).items():
-        assert SETTING["repo"] not in text, f"{place} still points at the old repository"
-        assert {(r, b) for r, b, _ in _links(text)} == {("someone/my-fork", "workshop")}, place
-    for name, old in before.items():
-        new = nbformat.read(fork / "notebooks" / name, as_version=4)
-        match = INSTALL.search(_cell(fork / "notebooks" / name, "setup"))
-        assert (match["repo"], match["branch"]) == ("someone/my-fork", "workshop")
+def _generated_cells_only_changed(root: Path, before: dict) -> None:
+    for path, old in before.items():
+        new = nbformat.read(root / path, as_version=4)
         # everything but the two generated cells is untouched, and nothing gained outputs
         assert [c for c in new.cells if c.get("id") not in ("badges", "setup")] == \
                [c for c in old.cells if c.get("id") not in ("badges", "setup")]
@@ -120,7 +139,42 @@ def test_changing_the_setting_updates_every_place(fork):
         assert all(not c.outputs for c in new.cells if c.cell_type == "code")
 
 
-def test_a_malformed_setting_is_refused(fork):
-    (fork / "course.toml").write_text('repo = "no-slash"\nbranch = "main"\n')
+def test_changing_the_setting_updates_every_place(fork):
+    before = {p: nbformat.read(fork / p, as_version=4) for p in _paths(fork)}
+    check = _run(fork, "--check")
+    assert check.returncode == 1 and "out of date" in check.stdout
+    assert _run(fork).returncode == 0
+    assert _run(fork, "--check").returncode == 0
+    for place, text in _places(fork).items():
+        assert SETTING["repo"] not in text, f"{place} still points at the old repository"
+    _assert_points_at(fork, "someone/my-fork", FORK_COMMIT)
+    _generated_cells_only_changed(fork, before)
+
+
+def test_a_korean_edition_is_listed_and_synced_beside_the_english_one(fork):
+    (fork / "notebooks" / "ko").mkdir(exist_ok=True)
+    for name in NOTEBOOKS[:2]:
+        if not (fork / "notebooks" / "ko" / name).exists():
+            shutil.copy(fork / "notebooks" / name, fork / "notebooks" / "ko" / name)
+    assert sync_badges.editions(fork) == ["en", "ko"]
+    before = {p: nbformat.read(fork / p, as_version=4) for p in _paths(fork)}
+    assert _run(fork).returncode == 0 and _run(fork, "--check").returncode == 0
+    _assert_points_at(fork, "someone/my-fork", FORK_COMMIT)
+    page, table = (fork / "colab_badges.md").read_text(), _readme_table(fork)
+    assert "## English" in page and "## 한국어" in page
+    assert table.splitlines()[1].endswith("| 한국어 |")
+    ko_rows = [line for line in table.splitlines() if "notebooks/ko/" in line]
+    assert len(ko_rows) == len(sync_badges.notebooks(fork, "ko"))
+    _generated_cells_only_changed(fork, before)
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('repo = "no-slash"\nref = "v{version}"\n', 'repo must look like "owner/name"'),
+    ('repo = "a/b"\nref = "main"\n', "ref must be the release tag 'v{version}'"),
+    ('repo = "a/b"\nref = "v0.0.1"\n', "ref must be the release tag 'v{version}'"),
+    ('repo = "a/b"\nbranch = "main"\n', "ref must be the release tag 'v{version}'"),
+])
+def test_a_malformed_setting_is_refused(fork, toml, message):
+    (fork / "course.toml").write_text(toml.format(version=VERSION))
     result = _run(fork, "--check")
-    assert result.returncode != 0 and 'repo must look like "owner/name"' in result.stderr
+    assert result.returncode != 0 and message.format(version=VERSION) in result.stderr

@@ -25,7 +25,9 @@ def test_every_notebook_has_a_korean_twin_with_the_same_code(en):
     assert [(c["id"], c["cell_type"]) for c in ko_cells] == [(c["id"], c["cell_type"]) for c in en_cells]
     for a, b in zip(en_cells, ko_cells):
         if a["cell_type"] == "code":
-            assert "".join(b["source"]) == "".join(a["source"]), f"{ko.name}: code cell {b['id']} differs"
+            # only the setup cell names a path of its own edition (sync_badges writes it)
+            same = "".join(b["source"]).replace("notebooks/ko/", "notebooks/") == "".join(a["source"])
+            assert same, f"{ko.name}: code cell {b['id']} differs"
             assert not b["outputs"] and b["execution_count"] is None
 
 
