@@ -16,6 +16,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
+KO_START, KO_END = "<!-- notebooks-ko:start -->", "<!-- notebooks-ko:end -->"
 # What each notebook teaches and how long it runs: the README's table shows these. The CPU times
 # are smoke-mode runs measured with `make course` on an idle 2-core machine (2026-11-28: 14, 19, 20,
 # 19 and 24 s, most of it imports); T4 times stay "not measured" until someone runs the notebook on a
@@ -29,8 +30,8 @@ TABLE = {
     "04_paged_optimizers.ipynb": ("Optimizer state is memory; what paged optimizers do (and what they don't)",
                                   "not measured", "about 20 s"),
     "05_gemma_qlora_t4.ipynb": ("The post's Gemma-2B QLoRA run on today's libraries: train, generate, save, reload",
-                                ("about 2.3 h (`t4`) / 1.4 h (`t4_fast`): projected from an H200 run, "
-                                 "not measured on a T4"), "about 25 s"),
+                                ("0.8–1.7 h (`t4`), 0.6–1.2 h (`t4_fast`), about half on Kaggle's two T4s: "
+                                 "estimated (`helpers/estimate.py`), not measured on a T4"), "about 25 s"),
 }
 COLAB_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 KAGGLE_SVG = "https://kaggle.com/static/images/open-in-kaggle.svg"
@@ -40,10 +41,12 @@ KAGGLE_SVG = "https://kaggle.com/static/images/open-in-kaggle.svg"
 SETUP = '''# Colab and Kaggle: install the course ({ref}) and its pinned libraries (locally `make` did); then check.
 import os
 import sys
+
 if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     %pip install -q -r https://raw.githubusercontent.com/{repo}/{ref}/requirements.txt "git+https://github.com/{repo}@{ref}"
     %pip uninstall -q -y torchao  # peft 0.21 refuses the hosts' torchao 0.10 beside a plain nn.Linear; not needed
 from helpers.setup_check import check_install  # "No module named 'helpers'": the install failed (Kaggle: Internet on)
+
 check_install("{ref}", edition="{edition}")  # the edition's folder also sets the language of printed lines'''
 # Where each edition's notebooks are, and how its table column and badge page section are headed.
 EDITIONS = {"en": ("notebooks", "English"), "ko": ("notebooks/ko", "한국어")}
@@ -114,19 +117,21 @@ def relpath(root: Path, path: Path) -> str:
 
 
 def table(root: Path, repo: str, ref: str) -> str:
-    """The README's notebook table: one row per notebook, with the Korean edition's badges when it exists."""
-    ko = {p.name: p for p in notebooks(root, "ko")}
-    head = "| # | Notebook | What you learn | T4 time | CPU time (smoke mode) | Open |"
-    rows = [head + (f" {EDITIONS['ko'][1]} |" if ko else ""), "|---|---|---|---|---|---|" + ("---|" if ko else "")]
+    """The README's notebook table: one row per English notebook."""
+    rows = ["| # | Notebook | What you learn | T4 time | CPU time (smoke mode) | Open |", "|---|---|---|---|---|---|"]
     for path in notebooks(root):
         learn, t4, cpu = TABLE.get(path.name, ("", "not measured", "not measured"))
-        row = (f"| {path.name[:2]} | [{title(path)}]({relpath(root, path)}) | {learn} | {t4} | {cpu} | "
-               f"{badges(repo, ref, relpath(root, path), sep=' ')} |")
-        if ko:
-            other = ko.get(path.name)
-            row += (f" [{title(other)}]({relpath(root, other)}) {badges(repo, ref, relpath(root, other), sep=' ')} |"
-                    if other else " |")
-        rows.append(row)
+        rows.append(f"| {path.name[:2]} | [{title(path)}]({relpath(root, path)}) | {learn} | {t4} | {cpu} | "
+                    f"{badges(repo, ref, relpath(root, path), sep=' ')} |")
+    return "\n".join(rows)
+
+
+def ko_table(root: Path, repo: str, ref: str) -> str:
+    """The README's table of the Korean edition, in its Korean section."""
+    rows = ["| # | 노트북 | 열기 |", "|---|---|---|"]
+    for path in notebooks(root, "ko"):
+        rows.append(f"| {path.name[:2]} | [{title(path)}]({relpath(root, path)}) | "
+                    f"{badges(repo, ref, relpath(root, path), sep=' ')} |")
     return "\n".join(rows)
 
 
@@ -168,13 +173,13 @@ def synced_notebook(root: Path, path: Path, repo: str, ref: str) -> tuple[nbform
     return nb, changed
 
 
-def synced_readme(text: str, new_table: str) -> str:
+def synced_readme(text: str, new_table: str, start: str = START, end: str = END) -> str:
     """The README with the text between the markers replaced by the table (unchanged without markers)."""
-    if START not in text or END not in text:
+    if start not in text or end not in text:
         return text
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{new_table}\n{END}{tail}"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{new_table}\n{end}{tail}"
 
 
 def sync(root: Path = ROOT, check: bool = False) -> list[str]:
@@ -190,7 +195,7 @@ def sync(root: Path = ROOT, check: bool = False) -> list[str]:
     readme = root / "README.md"
     if readme.exists():
         old = readme.read_text()
-        new = synced_readme(old, table(root, repo, ref))
+        new = synced_readme(synced_readme(old, table(root, repo, ref)), ko_table(root, repo, ref), KO_START, KO_END)
         if new != old:
             drift.append("README.md: the notebook table")
             if not check:

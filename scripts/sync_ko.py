@@ -2,8 +2,8 @@
 
 Each Korean notebook holds the English notebook's cells in the same order with the same ids; its code cells are
 the English ones, its markdown cells (except the badges, which scripts/sync_badges.py writes) are Korean. This
-script copies the English code cells and metadata into each Korean twin (but the badges and setup cells, which name the edition's own paths and
-scripts/sync_badges.py writes), keeps the Korean markdown by cell id,
+script copies the English code cells and metadata into each Korean twin (but the badges and setup cells, which
+name the edition's own paths and scripts/sync_badges.py writes), keeps the Korean markdown by cell id,
 and lists the markdown cells that still need a translation.
 Usage: python scripts/sync_ko.py           # write
        python scripts/sync_ko.py --check   # exit 1 and list what is out of date
@@ -38,7 +38,7 @@ def synced(en: dict, ko: dict) -> tuple[dict, list[str]]:
 
 def dump(nb: dict) -> str:
     """The notebook as the course commits it."""
-    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
 
 
 def main(check: bool) -> int:

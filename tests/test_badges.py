@@ -32,8 +32,11 @@ def _paths(root: Path) -> list[str]:
 
 
 def _readme_table(root: Path) -> str:
+    """The README's generated tables: the English one and, in the Korean section, the Korean edition's."""
     text = (root / "README.md").read_text()
-    return text.split(sync_badges.START, 1)[1].split(sync_badges.END, 1)[0]
+    tables = [text.split(start, 1)[1].split(end, 1)[0] for start, end in
+              ((sync_badges.START, sync_badges.END), (sync_badges.KO_START, sync_badges.KO_END)) if start in text]
+    return "\n".join(tables)
 
 
 def _cell(path: Path, cell_id: str) -> str:
@@ -99,7 +102,10 @@ def test_every_place_points_at_the_configured_release():
 
 def test_readme_has_one_row_per_notebook():
     rows = [line for line in _readme_table(ROOT).splitlines() if line.startswith("| 0")]
-    assert [re.search(r"\(notebooks/([\w.-]+)\)", r)[1] for r in rows] == NOTEBOOKS
+    english = [re.search(r"\(notebooks/([\w.-]+)\)", r)[1] for r in rows if "(notebooks/ko/" not in r]
+    korean = [re.search(r"\(notebooks/ko/([\w.-]+)\)", r)[1] for r in rows if "(notebooks/ko/" in r]
+    assert english == NOTEBOOKS
+    assert korean == [p.name for p in sync_badges.notebooks(ROOT, "ko")]
 
 
 def test_the_setup_cell_is_python_once_its_pip_lines_are_set_aside():
@@ -162,7 +168,7 @@ def test_a_korean_edition_is_listed_and_synced_beside_the_english_one(fork):
     _assert_points_at(fork, "someone/my-fork", FORK_COMMIT)
     page, table = (fork / "colab_badges.md").read_text(), _readme_table(fork)
     assert "## English" in page and "## 한국어" in page
-    assert table.splitlines()[1].endswith("| 한국어 |")
+    assert "| # | 노트북 | 열기 |" in table.splitlines()
     ko_rows = [line for line in table.splitlines() if "notebooks/ko/" in line]
     assert len(ko_rows) == len(sync_badges.notebooks(fork, "ko"))
     _generated_cells_only_changed(fork, before)

@@ -60,10 +60,10 @@ NOTEBOOK_STATE_JS = """() => {
     queued: cells.filter(c => prompt(c).includes('*')).length,
     unrun: cells.filter(c => source(c) && !/\\[\\d+\\]/.test(prompt(c))).length,
     stdin: panel.querySelectorAll('.jp-Stdin').length,
-    errors: [...panel.querySelectorAll(stderr)].map(e => e.innerText).filter(t => t.includes('%s')),
+    errors: [...panel.querySelectorAll(stderr)].map(e => e.innerText).filter(t => t.includes('TRACEBACK')),
     outputs: [...panel.querySelectorAll('.jp-OutputArea-output')].map(e => e.innerText),
   };
-}""" % TRACEBACK
+}""".replace("TRACEBACK", TRACEBACK)
 
 
 @dataclass

@@ -44,13 +44,13 @@ def test_the_sync_script_finds_a_drifted_code_cell():
 
     en = json.loads(ENGLISH[-1].read_text(encoding="utf-8"))
     ko = json.loads((ROOT / "notebooks" / "ko" / ENGLISH[-1].name).read_text(encoding="utf-8"))
-    code = next(c for c in ko["cells"] if c["cell_type"] == "code")
+    code = next(c for c in ko["cells"] if c["cell_type"] == "code" and c["id"] != "setup")
     code["source"] = ["print('drifted')\n"]
     new_md = {"cell_type": "markdown", "id": "new-cell", "metadata": {}, "source": ["A new English cell."]}
     en["cells"].append(new_md)
     fixed, untranslated = sync_ko.synced(en, ko)
     assert untranslated == ["new-cell"]
-    fixed_code = next(c for c in fixed["cells"] if c["cell_type"] == "code")
+    fixed_code = next(c for c in fixed["cells"] if c["id"] == code["id"])
     assert fixed_code["source"] != ["print('drifted')\n"]
 
 
