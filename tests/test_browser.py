@@ -290,8 +290,9 @@ def test_harness_sees_an_unrendered_widget_a_prompt_and_a_failing_cell(page, lab
         assert_ran_cleanly({**state, "errors": [], "unrun": 0})
 
 
-def test_02_nf4_widget_renders_and_its_slider_redraws_the_plot(page, lab):
-    panel = open_notebook(page, lab, NOTEBOOKS / "02_nf4.ipynb")
+@pytest.mark.parametrize("edition", ["", "ko"], ids=["english", "korean"])
+def test_02_nf4_widget_renders_and_its_slider_redraws_the_plot(page, lab, edition):
+    panel = open_notebook(page, lab, NOTEBOOKS / edition / "02_nf4.ipynb")
     assert_ran_cleanly(run_all(page, timeout_s=180))
 
     assert panel.locator(".jupyter-widgets.widget-slider").count(), "no ipywidgets slider is shown"
@@ -314,7 +315,7 @@ def test_02_nf4_widget_renders_and_its_slider_redraws_the_plot(page, lab):
     moved = handle.get_attribute("aria-valuenow")
     assert moved != value
     assert float(slider.locator(".widget-readout").inner_text()) == float(moved)
-    screenshot(page, cell, "02_nf4_widget.png")
+    screenshot(page, cell, f"02_nf4_widget{'_' + edition if edition else ''}.png")
 
 
 def test_05_shows_the_loss_plot_and_the_generations_in_smoke_mode(page, lab):
