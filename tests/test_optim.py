@@ -87,6 +87,35 @@ def test_paged_optimizer_falls_back_to_ordinary_memory_on_cpu():
     torch.testing.assert_close(params[0].detach(), reference[0].detach(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name, state_bytes", [("paged_adamw_32bit", 8), ("paged_adamw_8bit", 2)])
+def test_paged_state_bytes_counts_what_bitsandbytes_pages(monkeypatch, name, state_bytes):
+    # bitsandbytes pages only on a GPU: stand in for one with parameters on the meta device and for its
+    # unified-memory allocation with ordinary tensors that carry the same is_paged mark.
+    def get_paged(*shape, dtype=torch.float32, device=None):
+        buffer = torch.zeros(shape, dtype=dtype)
+        buffer.is_paged, buffer.page_deviceid = True, 0
+        return buffer
+
+    monkeypatch.setattr(bnb.functional, "get_paged", get_paged)
+    monkeypatch.setattr(bnb.functional, "fill", lambda A, value, device=None, prefetch=True: A.fill_(value))
+    sizes = [(512, 512), (optim.PAGE_MIN_NUMEL,), (optim.PAGE_MIN_NUMEL - 1,), (64, 64)]
+    with torch.device("meta"):
+        params = [torch.nn.Parameter(torch.empty(s)) for s in sizes]
+    opt = optim.make_optimizer(name, params)
+    pages = bnb.functional.GlobalPageManager.get_instance().paged_tensors
+    before = len(pages)
+    try:
+        for g, group in enumerate(opt.param_groups):
+            for i, p in enumerate(group["params"]):
+                opt.init_state(group, p, g, i)
+        paged = pages[before:]
+        reported = sum(t.numel() * t.element_size() for t in paged)
+    finally:
+        del pages[before:]
+    assert len(paged) == 4  # m and v of the two tensors of at least PAGE_MIN_NUMEL elements
+    assert optim.paged_state_bytes(opt) == reported == state_bytes * (512 * 512 + optim.PAGE_MIN_NUMEL)
+
+
 def test_measure_states_restores_the_weights_and_covers_every_optimizer():
     params = _params_with_grads([(256, 64), (64, 256)])
     before = [p.detach().clone() for p in params]
@@ -102,6 +131,14 @@ def test_measure_states_restores_the_weights_and_covers_every_optimizer():
 def test_measure_states_needs_gradients():
     with pytest.raises(ValueError, match="params"):
         optim.measure_states([torch.nn.Parameter(torch.ones(3))])
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_every_optimizer_gets_the_posts_learning_rate_and_library_defaults(name):
+    opt = optim.make_optimizer(name, [torch.nn.Parameter(torch.ones(3))])
+    assert type(opt) is optim.OPTIMIZERS[name]
+    assert opt.defaults["lr"] == 2e-4  # the post's learning_rate
+    assert opt.defaults["weight_decay"] == inspect.signature(type(opt)).parameters["weight_decay"].default
 
 
 def test_unknown_optimizer_name_is_refused():

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from helpers import quant
+from helpers import memory, quant
 
 BLOCKSIZES = quant.BLOCKSIZES_4BIT
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -55,12 +55,6 @@ def test_nf4_code_is_bitsandbytes_table():
     assert code.dtype == torch.float32
     assert torch.equal(code, F.get_4bit_type("nf4", device="cpu"))
     assert torch.equal(code, torch.unique(F.create_normal_map()))
-
-
-def test_nf4_offset_formula_rounds_to_bitsandbytes_constant():
-    k = 4
-    offset = (1 - 1 / (2 * (2**k - 1)) + 1 - 1 / (2 * 2**k)) / 2
-    assert round(offset, 7) == 0.9677083
 
 
 @pytest.mark.parametrize("bits", range(2, 9))
@@ -184,6 +178,79 @@ def test_quantize_4bit_is_bitsandbytes(quant_type, blocksize):
         assert torch.equal(absmax, state.absmax), where
 
 
+# Absmax values whose reciprocal is inexact, so that x / absmax and x * (1 / absmax) can round apart.
+BOUNDARY_ABSMAX = (1.0, 3.0, 0.7, 1e-3, 2.5, 0.1, 7.3, 1 / 3, 123.456)
+
+
+def _around(points: torch.Tensor) -> torch.Tensor:
+    """Each float32 point, and the float32 values one step below and one step above it."""
+    return torch.cat([points, torch.nextafter(points, torch.tensor(-math.inf)),
+                      torch.nextafter(points, torch.tensor(math.inf))])
+
+
+def _boundary_blocks(quant_type: str, absmax: float, blocksize: int) -> torch.Tensor:
+    """Two full blocks and a last partial one, each with absmax `absmax`, holding every decision boundary."""
+    levels = F.get_4bit_type(quant_type, device="cpu").sort().values
+    values = torch.cat([torch.tensor([absmax]), _around(((levels[:-1] + levels[1:]) / 2 * absmax).float())])
+    full = torch.nn.functional.pad(values, (0, blocksize - values.numel()))
+    return torch.cat([full, -full.flip(0), torch.tensor([-absmax]), values[1:]])
+
+
+@pytest.mark.parametrize("blocksize", [64, 256])
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
+def test_quantize_4bit_is_bitsandbytes_on_and_beside_every_midpoint(quant_type, blocksize):
+    # Random weights almost never land on a decision boundary: these do, in full blocks and in a last
+    # partial one, which bitsandbytes divides by its absmax where full blocks are multiplied by 1/absmax.
+    for absmax in BOUNDARY_ABSMAX:
+        x = _boundary_blocks(quant_type, absmax, blocksize)
+        assert x.numel() % blocksize and x.numel() % 2 == 0
+        packed, constants = quant.quantize_4bit(x, blocksize=blocksize, quant_type=quant_type)
+        ref_packed, state = F.quantize_4bit(x, blocksize=blocksize, quant_type=quant_type)
+        assert torch.equal(constants, state.absmax) and (constants == absmax).all(), absmax
+        assert torch.equal(packed, ref_packed), f"absmax {absmax}: codes {torch.nonzero(packed != ref_packed)}"
+        if quant_type == "nf4":
+            codes, _ = quant.quantize_with_code(x, quant.normal_float_code(4), blocksize=blocksize)
+            assert torch.equal(codes[0::2], packed.view(-1) >> 4) and torch.equal(codes[1::2], packed.view(-1) & 15)
+
+
+def test_absmax_int8_is_bitsandbytes_on_and_beside_every_half_step():
+    # x * 127 / absmax exactly halfway between two integers rounds to even, as bitsandbytes' kernel does.
+    for absmax in BOUNDARY_ABSMAX:
+        half_steps = ((torch.arange(-127, 127) + 0.5) * absmax / 127).float()
+        x = torch.cat([torch.tensor([absmax]), _around(half_steps)]).view(1, -1)
+        q, constants = quant.absmax_quantize(x, dim=-1)
+        ref_q, ref_absmax, _ = F.int8_vectorwise_quant(x.clone())
+        assert torch.equal(constants, ref_absmax) and torch.equal(q, ref_q), absmax
+
+
+def test_blockwise_defaults_are_blocks_of_64():
+    x = _samples((5, 26), torch.float32, seed=9)  # 130 values: two blocks of 64 and a partial one of 2
+    q, absmax = quant.blockwise_quantize(x)
+    assert absmax.shape == (3,) and torch.equal(absmax, quant.blockwise_quantize(x, blocksize=64)[1])
+    assert absmax[2] == x.reshape(-1)[128:].abs().max()
+    back = quant.blockwise_dequantize(q, absmax, x.shape)
+    assert torch.equal(back, quant.blockwise_dequantize(q, absmax, x.shape, blocksize=64, dtype=torch.float32))
+    code = quant.normal_float_code()
+    assert torch.equal(code, quant.normal_float_code(4))
+    codes, constants = quant.quantize_with_code(x, code)
+    assert torch.equal(constants, absmax)
+    assert torch.equal(quant.dequantize_with_code(codes, constants, code, x.shape),
+                       quant.dequantize_with_code(codes, constants, code, x.shape, blocksize=64))
+
+
+@pytest.mark.parametrize("double_quant", [False, True])
+@pytest.mark.parametrize("n", [1, 105, 64 * 3 + 1, 64 * 256 + 64 * 3 + 7])
+def test_4bit_weight_bytes_of_odd_sizes_are_what_bitsandbytes_allocates(n, double_quant):
+    # An odd number of weights still takes a whole last byte: ceil(n / 2), not n // 2.
+    packed, state = F.quantize_4bit(torch.randn(n), blocksize=64, quant_type="nf4", compress_statistics=double_quant)
+    tensors = [packed, state.absmax, state.code]
+    if double_quant:
+        tensors += [state.offset, state.state2.absmax, state.state2.code]
+    allocated = sum(t.numel() * t.element_size() for t in tensors)
+    assert packed.numel() == math.ceil(n / 2)
+    assert memory._4bit_weight_bytes(n, 64, double_quant) == allocated
+
+
 @pytest.mark.parametrize("blocksize", BLOCKSIZES)
 @pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
 def test_dequantize_4bit_is_bitsandbytes(quant_type, blocksize):
@@ -287,7 +354,7 @@ def test_double_quantize_matches_the_8bit_kernel_near_midpoints(blocksize):
 def test_double_quantize_of_equal_constants_gives_code_zero():
     absmax = torch.full((300,), 0.25)
     q, absmax2, offset = quant.double_quantize(absmax)
-    ref_q, state = F.quantize_blockwise(absmax - absmax.mean(), blocksize=256)
+    ref_q, _ = F.quantize_blockwise(absmax - absmax.mean(), blocksize=256)
     assert torch.equal(q, ref_q) and (q == 0).all() and (absmax2 == 0).all()
     assert torch.equal(quant.double_dequantize(q, absmax2, offset), absmax)
 
