@@ -23,12 +23,15 @@ BUILD = ROOT / "build"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def execute(path: Path, out_dir: Path, timeout: int = 900, kernel_args: Sequence[str] = ()) -> nbformat.NotebookNode:
+def execute(path: Path, out_dir: Path, timeout: int = 900, kernel_args: Sequence[str] = (),
+            append: Sequence[str] = ()) -> nbformat.NotebookNode:
     """Execute one notebook with its folder as working directory and save the result in out_dir.
 
-    kernel_args go to the kernel's command line, e.g. "--IPKernelApp.exec_lines=<code>" runs code before the first cell.
+    kernel_args go to the kernel's command line, e.g. "--IPKernelApp.exec_lines=<code>" runs code before the first cell;
+    append holds code cells run after the last one (a test's look at what the notebook left behind).
     """
     nb = nbformat.read(path, as_version=4)
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in append]
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=list(kernel_args),
                             resources={"metadata": {"path": str(path.parent)}})
     try:
@@ -60,9 +63,14 @@ def failure_report(nb: nbformat.NotebookNode, name: str, source_lines: int = 4, 
     return f"{name}: no cell shows an error: the kernel died or a cell ran past the time limit."
 
 
+def every_notebook() -> list[Path]:
+    """Both editions' notebooks: the English ones, then the Korean ones (notebooks/ko/)."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) + sorted((NOTEBOOKS / "ko").glob("[0-9][0-9]_*.ipynb"))
+
+
 def select(args: Sequence[str]) -> list[Path]:
-    """The notebooks named by paths or two-digit numbers ("03"); all of them when none are named."""
-    every = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    """The notebooks named by paths or two-digit numbers ("03": both editions'); all of them when none are named."""
+    every = every_notebook()
     chosen = []
     for arg in args:
         if re.fullmatch(r"\d{1,2}", arg):
@@ -84,17 +92,20 @@ def main(args: list[str]) -> int:
         os.environ["COURSE_OUTPUT_DIR"] = str(BUILD / "outputs")
     timings, failed = {}, []
     for path in select(args):
-        print(f"▶ {path.name} ...", flush=True)
+        # build/notebooks/ mirrors notebooks/: the Korean edition's executed copies go to build/notebooks/ko/.
+        name = path.relative_to(NOTEBOOKS).as_posix() if path.is_relative_to(NOTEBOOKS) else path.name
+        out_dir = (BUILD / "notebooks" / name).parent
+        print(f"▶ {name} ...", flush=True)
         start = time.perf_counter()
         try:
-            execute(path, BUILD / "notebooks")
+            execute(path, out_dir)
         except CellExecutionError:
-            failed.append(path.name)
-            report = failure_report(nbformat.read(BUILD / "notebooks" / path.name, as_version=4), path.name)
-            print(f"✗ {report}\n  the executed copy: {BUILD / 'notebooks' / path.name}", flush=True)
+            failed.append(name)
+            report = failure_report(nbformat.read(out_dir / path.name, as_version=4), name)
+            print(f"✗ {report}\n  the executed copy: {out_dir / path.name}", flush=True)
             continue
-        timings[path.name] = round(time.perf_counter() - start, 1)
-        print(f"✓ {path.name} in {timings[path.name]} s", flush=True)
+        timings[name] = round(time.perf_counter() - start, 1)
+        print(f"✓ {name} in {timings[name]} s", flush=True)
     (BUILD / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     print(f"Executed notebooks are in {BUILD / 'notebooks'}")
     if failed:

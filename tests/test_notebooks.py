@@ -9,6 +9,12 @@ from run_course import execute
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+KOREAN = sorted((ROOT / "notebooks" / "ko").glob("[0-9][0-9]_*.ipynb"))
+# Run after a notebook's last cell: the names of the notebook's globals whose value shows the token.
+TOKEN_IN_NAMESPACE = """import os as _os
+_token = _os.environ["HF_TOKEN"]
+print("globals showing the token:", sorted(_k for _k, _v in list(globals().items())
+      if not _k.startswith("_") and _k not in ("In", "Out") and _token in repr(_v)))"""
 FAKE_TOKEN = "hf_FAKE_not_a_real_token_notebooks_0123456789"
 # The only stderr an executed notebook may show: each line is harmless or explained by the lesson.
 ALLOWED_STDERR = (
@@ -61,7 +67,7 @@ def test_the_course_has_its_five_notebooks():
     assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS + KOREAN, ids=lambda p: p.relative_to(ROOT / "notebooks").as_posix())
 def test_committed_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -71,16 +77,20 @@ def test_committed_without_outputs(path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS + KOREAN, ids=lambda p: p.relative_to(ROOT / "notebooks").as_posix())
 def test_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_MODE", "smoke")
     monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "outputs"))
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
-    nb = execute(path, ROOT / "build" / "test-notebooks")
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    edition = path.parent.relative_to(ROOT).as_posix()
+    nb = execute(path, ROOT / "build" / "test-notebooks" / edition, append=[TOKEN_IN_NAMESPACE])
+    *cells, look = [c for c in nb.cells if c.cell_type == "code"]
+    assert look.outputs[0]["text"].strip() == "globals showing the token: []", "a notebook global holds the token"
+    outputs = [o for c in cells for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    text = json.dumps(outputs)
-    assert "Smoke mode" in text, "the one visible mode line is missing"
+    text = json.dumps(outputs, ensure_ascii=False)
+    mode_line = "스모크 모드" if edition.endswith("/ko") else "Smoke mode"
+    assert mode_line in text, "the one visible mode line is missing (or not in the notebook's language)"
     # The solution cells answer every exercise: a check that says "not yet" there is a broken check.
     lines = [line for o in outputs for line in o.get("text", "").splitlines()]
     rejected = [line for line in lines if "❌" in line]

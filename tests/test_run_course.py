@@ -29,8 +29,12 @@ def test_a_notebook_without_an_error_output_says_so():
 
 
 def test_notebooks_are_chosen_by_number_or_path():
-    assert [p.name[:2] for p in run_course.select(["3"])] == ["03"]
-    assert [p.name[:2] for p in run_course.select([])][:2] == ["01", "02"]
+    chosen = run_course.select(["3"])
+    assert [p.relative_to(run_course.NOTEBOOKS).as_posix() for p in chosen] == [
+        "03_double_quantization.ipynb", "ko/03_double_quantization.ipynb"]
+    every = run_course.select([])
+    assert [p.name[:2] for p in every] == ["01", "02", "03", "04", "05"] * 2
+    assert all(p.parent.name == "ko" for p in every[5:])
     with pytest.raises(SystemExit, match="No notebook 99"):
         run_course.select(["99"])
 
