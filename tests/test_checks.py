@@ -1,5 +1,7 @@
 """The exercise checks: every correct form of an answer is right, each typical mistake is "not yet" with a hint."""
+import inspect
 import math
+import re
 from types import SimpleNamespace
 
 import bitsandbytes.functional as F
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import checks, loading, quant
+from helpers import checks, language, loading, quant
 
 GEMMA_2B = loading.gemma_2b_config()
 
@@ -390,3 +392,104 @@ def test_exercise_4_typical_mistakes_are_not_yet_with_a_hint(capsys, call, answe
 ])
 def test_exercise_4_no_answer_is_pending(capsys, call):
     assert verdict(capsys, call()) == "pending"
+
+
+# ----------------------------------------------------------------------------- in Korean (issue 14)
+
+HANGUL = re.compile("[\uac00-\ud7a3]")
+
+
+@pytest.fixture
+def korean():
+    """The session of a Korean notebook (its setup cell sets "ko"); English again afterwards."""
+    language.set_language("ko")
+    try:
+        yield
+    finally:
+        language.set_language("en")
+
+
+def korean_verdict(capsys, returned: bool) -> tuple[str, str, str]:
+    """(verdict, exercise name, hint) of a check printed in Korean; asserts no English verdict words are left."""
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, f"one line per check, got {out!r}"
+    assert "Hint" not in out and "not yet" not in out and "right!" not in out, out
+    line = out.rstrip("\n")
+    if line.startswith("✅"):
+        assert returned is True and line.endswith(": 맞았습니다!"), out
+        return "right", line[2:].removesuffix(": 맞았습니다!"), ""
+    assert returned is False, out
+    for emoji, words, kind in (("❌", ": 아직 아닙니다. 힌트: ", "not yet"),
+                               ("⏳", ": 아직 답하지 않았습니다. 힌트: ", "pending")):
+        if line.startswith(emoji) and words in line:
+            name, hint = line[2:].split(words)
+            assert HANGUL.search(hint), f"the hint is not in Korean: {hint!r}"
+            return kind, name, hint
+    raise AssertionError(f"unexpected check output {out!r}")
+
+
+@pytest.mark.parametrize("ok, expected", [
+    (True, "✅ 연습 9: 시험: 맞았습니다!\n"),
+    (False, "❌ 연습 9: 시험: 아직 아닙니다. 힌트: 식을 보세요.\n"),
+    (None, "⏳ 연습 9: 시험: 아직 답하지 않았습니다. 힌트: 식을 보세요.\n"),
+])
+def test_check_prints_its_verdict_in_korean(capsys, korean, ok, expected):
+    returned = checks.check("연습 9: 시험", ok, "식을 보세요.")
+    assert capsys.readouterr().out == expected and returned is bool(ok)
+
+
+@pytest.mark.parametrize("call, right, wrong", [
+    (lambda a: checks.check_absmax_codes(a, X1), [15, -61, 127, -3], [15, -61, 128, -3]),
+    (checks.check_packed_byte, 179, (3 << 4) | 11),
+    (lambda a: checks.check_tokens_per_step(a, ARGS), 2048, 1024),
+    (lambda a: checks.check_c1_field(a, QS), "qs.state2.absmax", "qs.absmax"),
+])
+def test_checks_answer_in_korean(capsys, korean, call, right, wrong):
+    kind, name, _ = korean_verdict(capsys, call(right))
+    assert kind == "right" and name.startswith("연습 ") and HANGUL.search(name), name
+    assert korean_verdict(capsys, call(wrong))[0] == "not yet"
+    assert korean_verdict(capsys, call(None))[0] == "pending"
+
+
+@pytest.mark.parametrize("call, answer, words", [
+    (lambda a: checks.check_zeropoint_codes(a, X4), quant.absmax_quantize(X4)[0], "그것은 absmax 코드입니다"),
+    (checks.check_nf3_code, torch.cat([quant.normal_float_code(3), torch.zeros(1)]), "두 0 중 하나를 빼세요"),
+    (checks.check_nf3_code, quant.normal_float_code(3) * 2.5, "정규화하세요"),
+    (lambda a: checks.check_lora_output(a, LORA_Y), LORA_Y.T, f"{tuple(LORA_Y.shape)} (b x o)여야 하는데"),
+    (checks.check_adamw_update, _no_bias_correction, "편향 보정"),
+    (checks.check_adamw_update, _l2_decay, "L2 페널티"),
+    (checks.check_adamw_update, _no_decay, "분리된 가중치 감쇠"),
+    (checks.check_adamw_update, _plain_sgd, "주어진 인자"),
+    (checks.check_adamw_update, lambda p, g, m, v, t, **kw: p, "새 텐서 세 개"),
+    (checks.check_adamw_update, lambda p, g, m, v, t, **kw: (p[0], m, v), "같은 모양 (5, 7)"),
+    (checks.check_adamw_update, 1.0, "함수 자체를 넘기세요"),
+])
+def test_dynamic_hints_name_the_mistake_in_korean(capsys, korean, call, answer, words):
+    kind, _, hint = korean_verdict(capsys, call(answer))
+    assert kind == "not yet" and words in hint, hint
+
+
+def test_adamw_by_hand_is_right_in_korean(capsys, korean):
+    assert korean_verdict(capsys, checks.check_adamw_update(_adamw_tensors))[0] == "right"
+
+
+# Everything a check needs besides the answer, as the notebooks pass it.
+CHECK_ARGS = {
+    "check_absmax_codes": (X1,), "check_block_dequantize": (Q3, ABSMAX3, X3.shape, 32),
+    "check_lora_params": (GEMMA_2B,), "check_c1_field": (QS,), "check_zeropoint_codes": (X4,),
+    "check_lora_output": (LORA_Y,), "check_lora_adamw_bytes": (GEMMA_2B, 16), "check_fp32_tensors": (_n8(8),),
+    "check_paged_bytes": (EDGES,), "check_tokens_per_step": (ARGS,), "check_epoch_steps": (6001, ARGS),
+    "check_lora_percent": (GEMMA_2B,),
+}
+CHECKS = sorted(name for name, f in inspect.getmembers(checks, inspect.isfunction) if name.startswith("check_"))
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_every_check_speaks_korean(capsys, korean, name):
+    function = getattr(checks, name)
+    needed = [p for p in list(inspect.signature(function).parameters.values())[1:] if p.default is p.empty]
+    args = CHECK_ARGS.get(name, ())
+    assert len(args) >= len(needed), f"add the arguments {name} needs to CHECK_ARGS"
+    kind, exercise, hint = korean_verdict(capsys, function(None, *args))
+    assert kind == "pending" and exercise.startswith("연습 ") and HANGUL.search(exercise[3:]), exercise
+    assert HANGUL.search(hint), hint
