@@ -234,3 +234,15 @@ def test_without_a_token_the_refusal_is_the_same_clear_error(secrets, monkeypatc
     with pytest.raises(auth.GatedModelError, match="HF_TOKEN"):
         loading.load_model("google/gemma-2b", COLAB_T4)
     assert sent and set(sent) == {None}
+
+
+def test_an_access_error_raised_while_handling_a_refusal_is_recognised():
+    # transformers raises its OSError inside `except GatedRepoError:` without `from`: only __context__ links them.
+    try:
+        try:
+            raise hub_error(GatedRepoError, 403, "403 gated")
+        except GatedRepoError:
+            raise OSError("You are trying to access a gated repo.")
+    except OSError as outer:
+        assert outer.__cause__ is None and isinstance(outer.__context__, GatedRepoError)
+        assert auth.is_auth_error(outer)

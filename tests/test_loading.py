@@ -175,3 +175,12 @@ def test_the_tiny_tokenizer_covers_hangul(tiny_dir):
     ids = tokenizer(text, add_special_tokens=False).input_ids
     assert tokenizer.unk_token_id not in ids
     assert tokenizer.decode(ids) == text
+
+
+def test_a_cached_tiny_model_is_rebuilt_when_the_courses_shape_changes(tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(loading, "_pretrain_tiny", lambda *args: None)  # only the shape matters here
+    cached = tmp_path / "tiny-gemma-seed0"
+    shutil.copytree(tiny_dir, cached)
+    monkeypatch.setattr(loading, "TINY_SHAPE", {**loading.TINY_SHAPE, "hidden_size": 32})
+    assert loading.tiny_gemma(seed=0, cache_dir=tmp_path) == str(cached)
+    assert AutoConfig.from_pretrained(cached).hidden_size == 32

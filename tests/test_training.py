@@ -133,8 +133,9 @@ def test_precision_follows_the_runtime_and_overrides_win():
 def test_every_preset_keeps_the_posts_4_blocks_per_optimizer_step(preset):
     config = training.sft_config(preset, "o", rt=SMOKE if preset == "smoke" else T4)
     assert config.per_device_train_batch_size * config.gradient_accumulation_steps == 4
-    if preset in ("t4", "smoke"):  # the post's own shape, each factor
-        assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (2, 2)
+    # the post's own shape, each factor; the "b4" presets trade accumulation for a micro-batch of 4
+    shape = (4, 1) if "b4" in preset else (2, 2)
+    assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == shape
 
 
 def test_bad_preset_and_old_keywords_are_refused_with_the_new_name():

@@ -1,0 +1,926 @@
+"""Mutation run (`make mutants`, not part of CI): do the tests catch small, realistic mistakes in helpers/?
+
+Each mutant below is one mistake a person could make (a flipped comparison, a changed constant or default, a
+dropped step): the file, the exact text it replaces, the new text, what it models, and the tests that should
+fail on it. The run copies the repository to a temporary folder, applies the mutants there one at a time,
+runs their tests (`pytest -x -q`), restores the file, and reports which mutants were caught and which survived.
+The working tree itself is never touched. A mutant whose text is no longer in its file is reported as stale
+(update or remove it). The score counts caught mutants (a hang past --timeout counts as caught) among those
+that ran.
+
+    .venv/bin/python scripts/mutants.py                  # all mutants
+    .venv/bin/python scripts/mutants.py --only quant.py  # those whose file or description contains the text
+    .venv/bin/python scripts/mutants.py --list           # list them, and which are stale, without running
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
+COPY_IGNORE = shutil.ignore_patterns(
+    ".venv",
+    ".git",
+    "build",
+    "outputs",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    ".ruff_cache",
+    "node_modules",
+    "*.egg-info",
+)
+
+# Test selections (pytest arguments), named so that each is checked once on the unmutated copy.
+TESTS = {
+    "quant-4bit": ["tests/test_quant.py", "-k", "midpoint or quantize_4bit_is or clamped_absmax or tiny_positive"],
+    "quant-codes": ["tests/test_quant.py", "-k", "code_is or dynamic_map or every_bit_width or evenly"],
+    "quant-int8": ["tests/test_quant.py", "-k", "absmax_rowwise or tensorwise or zero_row or half_step or blockwise"],
+    "quant-dequant": ["tests/test_quant.py", "-k", "dequantize_4bit_is or with_nf4_code or blockwise"],
+    "quant-dq": ["tests/test_quant.py", "-k", "double"],
+    "quant-bad": ["tests/test_quant.py", "-k", "bad_input"],
+    "memory": [
+        "tests/test_memory.py",
+        "tests/test_quant.py::test_4bit_weight_bytes_of_odd_sizes_are_what_bitsandbytes_allocates",
+        "-k",
+        "constant_bits or gemma_2b_numbers or training_memory or lora_params or odd_sizes",
+    ],
+    "optim": ["tests/test_optim.py"],
+    "checks": ["tests/test_checks.py"],
+    "data": [
+        "tests/test_data.py",
+        "tests/test_bad_input.py",
+        "-k",
+        "not bad_input or hold or split or limit or column",
+    ],
+    "prompting": ["tests/test_prompting.py"],
+    "training": [
+        "tests/test_training.py",
+        "-m",
+        "not slow",
+        "-k",
+        "preset or precision or lora_config or output_dir or columns or recorder or benchmark or two_visible",
+    ],
+    "auth": ["tests/test_auth.py"],
+    "loading": ["tests/test_loading.py", "-m", "not slow"],
+    "loading-cpu": ["tests/test_cpu_features.py"],
+    "runtime": ["tests/test_runtime.py"],
+    "training-run": ["tests/test_safety_nets.py", "-k", "resume or without_a_record or nan_loss_stops"],
+    "training-real": ["tests/test_training.py", "-k", "trains_through or adapter_reloads"],
+}
+
+
+class Mutant(NamedTuple):
+    """One small mistake: in helpers/`file`, `old` (exactly once) becomes `new`; `tests` names a TESTS entry."""
+
+    file: str
+    old: str
+    new: str
+    what: str
+    tests: str
+
+
+MUTANTS = [
+    # ------------------------------------------------------------------ quant.py
+    Mutant(
+        "quant.py",
+        "scaled[-1] = blocks[-1] / absmax[-1]",
+        "scaled[-1] = blocks[-1] * (1.0 / absmax[-1])",
+        "last partial block multiplied by 1/absmax instead of divided",
+        "quant-4bit",
+    ),
+    Mutant(
+        "quant.py",
+        "scaled = blocks * (1.0 / absmax.clamp(min=1e-38)).unsqueeze(1)",
+        "scaled = blocks / absmax.clamp(min=1e-38).unsqueeze(1)",
+        "full blocks divided by absmax instead of multiplied by 1/absmax",
+        "quant-4bit",
+    ),
+    Mutant(
+        "quant.py",
+        "q = torch.bucketize(scaled, _midpoints(code[order]), out_int32=True)",
+        "q = torch.bucketize(scaled, _midpoints(code[order]), out_int32=True, right=True)",
+        "a value on a midpoint goes to the upper level",
+        "quant-4bit",
+    ),
+    Mutant(
+        "quant.py",
+        "return (levels[:-1] + levels[1:]) / 2",
+        "return levels[:-1] + (levels[1:] - levels[:-1]) / 2",
+        "midpoints computed another way (rounds differently)",
+        "quant-4bit",
+    ),
+    Mutant(
+        "quant.py",
+        "scaled = scaled[: flat.numel() + flat.numel() % 2]",
+        "scaled = scaled[: flat.numel()]",
+        "no padding code for an odd count",
+        "quant-4bit",
+    ),
+    Mutant(
+        "quant.py",
+        "packed = (q[0::2] << 4) | q[1::2]",
+        "packed = (q[1::2] << 4) | q[0::2]",
+        "nibbles packed in the wrong order",
+        "quant-4bit",
+    ),
+    Mutant(
+        "quant.py",
+        "absmax[-1] = absmax[-1].clamp(min=1e-38)",
+        "absmax[-1] = absmax[-1]",
+        "all-zero last block's absmax not clamped as bitsandbytes stores it",
+        "quant-4bit",
+    ),
+    Mutant(
+        "quant.py",
+        "scale = torch.where(absmax > 0, 127.0 / absmax, 0.0)",
+        "scale = torch.where(absmax > 0, 128.0 / absmax, 0.0)",
+        "absmax int8 scaled to 128",
+        "quant-int8",
+    ),
+    Mutant(
+        "quant.py",
+        "q = torch.round(x * (scale if dim is None else scale.unsqueeze(-1))).to(torch.int8)",
+        "q = torch.trunc(x * (scale if dim is None else scale.unsqueeze(-1))).to(torch.int8)",
+        "int8 codes truncated instead of rounded",
+        "quant-int8",
+    ),
+    Mutant(
+        "quant.py",
+        "q = torch.round(x * (scale if dim is None else scale.unsqueeze(-1))).to(torch.int8)",
+        "q = torch.floor(x * (scale if dim is None else scale.unsqueeze(-1)) + 0.5).to(torch.int8)",
+        "int8 halves rounded up instead of to even",
+        "quant-int8",
+    ),
+    Mutant(
+        "quant.py",
+        "    return q * scale * INV_127",
+        "    return q * scale / 127",
+        "int8 dequantized by dividing by 127 (bitsandbytes multiplies by 1/127)",
+        "quant-int8",
+    ),
+    Mutant(
+        "quant.py",
+        "def blockwise_quantize(x: torch.Tensor, blocksize: int = 64)",
+        "def blockwise_quantize(x: torch.Tensor, blocksize: int = 128)",
+        "blockwise_quantize's default block size",
+        "quant-int8",
+    ),
+    Mutant(
+        "quant.py",
+        "    pad = -flat.numel() % blocksize",
+        "    pad = flat.numel() % blocksize",
+        "wrong padding of the last partial block",
+        "quant-int8",
+    ),
+    Mutant(
+        "quant.py",
+        "values[full:].mul_(absmax[-1])",
+        "values[full:].mul_(absmax[0])",
+        "last partial block dequantized with the first block's absmax",
+        "quant-dequant",
+    ),
+    Mutant(
+        "quant.py",
+        "return torch.stack([code[byte >> 4], code[byte & 15]], dim=1)",
+        "return torch.stack([code[byte & 15], code[byte >> 4]], dim=1)",
+        "nibbles unpacked in the wrong order",
+        "quant-dequant",
+    ),
+    Mutant(
+        "quant.py",
+        "q = torch.bucketize(scaled[: flat.numel()], _midpoints(code.float()), out_int32=True)",
+        "q = torch.bucketize(scaled[: flat.numel()], _midpoints(code.float()), out_int32=True, right=True)",
+        "quantize_with_code: a value on a midpoint goes to the upper level",
+        "quant-4bit",
+    ),
+    Mutant(
+        "quant.py",
+        "offset = round((1 - 1 / (2 * (2**bits - 1)) + 1 - 1 / (2 * 2**bits)) / 2, 7)",
+        "offset = (1 - 1 / (2 * (2**bits - 1)) + 1 - 1 / (2 * 2**bits)) / 2",
+        "NF4 offset not rounded to bitsandbytes' 7 decimals",
+        "quant-codes",
+    ),
+    Mutant(
+        "quant.py",
+        "magnitudes = [0.0, 0.0625, 8.0, 12.0, 4.0, 6.0, 2.0, 3.0]",
+        "magnitudes = [0.0, 0.0625, 12.0, 8.0, 4.0, 6.0, 2.0, 3.0]",
+        "FP4 index order wrong",
+        "quant-codes",
+    ),
+    Mutant(
+        "quant.py", "    for i in range(7):", "    for i in range(6):", "dynamic map one decade short", "quant-codes"
+    ),
+    Mutant(
+        "quant.py",
+        "    offset = flat.mean()",
+        "    offset = flat.median()",
+        "double quantization subtracts the median",
+        "quant-dq",
+    ),
+    Mutant(
+        "quant.py",
+        "lookup[((scaled.clamp(-1, 1) + 1.0) * 0.5 * 65535 + 0.5).long()]",
+        "lookup[((scaled.clamp(-1, 1) + 1.0) * 0.5 * 65535).long()]",
+        "8-bit kernel grid truncated, not rounded",
+        "quant-dq",
+    ),
+    Mutant("quant.py", "    q[absmax2 == 0] = 0\n", "", "an all-zero block's codes not set to 0", "quant-dq"),
+    Mutant(
+        "quant.py",
+        "    return _scale_blocks_(values, absmax2.float(), blocksize) + offset",
+        "    return _scale_blocks_(values, absmax2.float(), blocksize)",
+        "double_dequantize forgets the offset",
+        "quant-dq",
+    ),
+    Mutant(
+        "quant.py",
+        '    _check_finite(absmax, "x")\n    scaled = blocks',
+        "    scaled = blocks",
+        "NaN/inf not refused before 4-bit quantization",
+        "quant-bad",
+    ),
+    Mutant(
+        "quant.py",
+        "    _check_blocksize(blocksize, smallest=32)\n    code = _code_4bit(quant_type)\n    flat",
+        "    _check_blocksize(blocksize, smallest=16)\n    code = _code_4bit(quant_type)\n    flat",
+        "quantize_4bit accepts blocks of 16",
+        "quant-bad",
+    ),
+    Mutant(
+        "quant.py",
+        "if packed.numel() != (n + 1) // 2:",
+        "if packed.numel() != n // 2:",
+        "dequantize_4bit expects n // 2 bytes",
+        "quant-dequant",
+    ),
+    # ------------------------------------------------------------------ memory.py
+    Mutant(
+        "memory.py",
+        "packed, code = math.ceil(n / 2), 16 * 4",
+        "packed, code = n // 2, 16 * 4",
+        "packed bytes n // 2 instead of ceil(n / 2)",
+        "memory",
+    ),
+    Mutant(
+        "memory.py",
+        "packed, code = math.ceil(n / 2), 16 * 4",
+        "packed, code = math.ceil(n / 2), 0",
+        "the 16-entry code table not counted",
+        "memory",
+    ),
+    Mutant(
+        "memory.py",
+        "return packed + blocks + 4 * math.ceil(blocks / 256) + 4 + 256 * 4 + code",
+        "return packed + blocks + 4 * (blocks // 256) + 4 + 256 * 4 + code",
+        "last partial second-level block not counted",
+        "memory",
+    ),
+    Mutant(
+        "memory.py",
+        "return packed + blocks + 4 * math.ceil(blocks / 256) + 4 + 256 * 4 + code",
+        "return packed + blocks + 4 * math.ceil(blocks / 256) + 256 * 4 + code",
+        "DQ offset not counted",
+        "memory",
+    ),
+    Mutant(
+        "memory.py",
+        "return 8 / blocksize + 32 / (blocksize * blocksize2)",
+        "return 8 / blocksize + 32 / blocksize2",
+        "second-level constant shared by blocksize2 weights, not blocksize * blocksize2",
+        "memory",
+    ),
+    Mutant(
+        "memory.py",
+        "    return 32 / blocksize\n",
+        "    return 16 / blocksize\n",
+        "fp16 constants instead of fp32",
+        "memory",
+    ),
+    Mutant(
+        "memory.py",
+        "sum(r * (m.in_features + m.out_features) for m",
+        "sum(r * 2 * m.in_features for m",
+        "LoRA B counted as in x r",
+        "memory",
+    ),
+    Mutant(
+        "memory.py", '"gradients": 4 * trainable,', '"gradients": 2 * trainable,', "16-bit LoRA gradients", "memory"
+    ),
+    Mutant(
+        "memory.py",
+        'OPTIMIZER_BYTES = {"adamw32": 8, "adamw8": 2}',
+        'OPTIMIZER_BYTES = {"adamw32": 8, "adamw8": 1}',
+        "8-bit AdamW as one byte per parameter",
+        "memory",
+    ),
+    Mutant(
+        "memory.py",
+        'def training_memory(\n    config,\n    quant: str | None = "nf4",\n    double_quant: bool = True,',
+        'def training_memory(\n    config,\n    quant: str | None = "nf4",\n    double_quant: bool = False,',
+        "training_memory's default without double quantization",
+        "memory",
+    ),
+    # ------------------------------------------------------------------ checks.py
+    Mutant(
+        "checks.py",
+        "expected = torch.round(x.float() * (127 / x.abs().max()))",
+        "expected = torch.round(x.float() * (128 / x.abs().max()))",
+        "01 ex1 expects 128-scaled codes (rejects the right answer)",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "rtol = 1e-5 if expected.is_floating_point() else 0.0",
+        "rtol = 0.1 if expected.is_floating_point() else 0.0",
+        "a 10 % tolerance",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "rtol = 1e-5 if expected.is_floating_point() else 0.0",
+        "rtol = 1e-5",
+        "counts accepted to 1e-5 (16 bytes off in 2 MB)",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "_matches(answer, torch.tensor((first << 4) | second))",
+        "_matches(answer, torch.tensor((second << 4) | first))",
+        "02 ex2 expects swapped nibbles",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "expected = -(-n // 2) + 4 * -(-n // blocksize)",
+        "expected = -(-n // 2)",
+        "02 ex3 forgets absmax in the byte count",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "expected = -(-n // 2) + 4 * -(-n // blocksize)",
+        "expected = n // 2 + 4 * -(-n // blocksize)",
+        "02 ex3 rounds the packed bytes down",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "    if ok is False:\n        ok = _matches(answer, torch.tensor(expected + 16 * 4))\n",
+        "",
+        "02 ex3 rejects the count with the code table",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        'return parts[-2:] == ["state2", "absmax"]',
+        'return parts[-1:] == ["absmax"]',
+        '03 ex3 accepts the string "absmax"',
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "return answer is c1 or (",
+        "return answer is c1 and (",
+        "03 ex3 accepts only the very tensor object",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "math.ceil(n_blocks / (args.per_device_train_batch_size",
+        "math.floor(n_blocks / (args.per_device_train_batch_size",
+        "05 ex2 rounds epoch steps down",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        '    print(f"✅ {name}: right!" if ok else f"❌ {name}: not yet. Hint: {hint}")\n    return bool(ok)',
+        '    print(f"✅ {name}: right!")\n    return True',
+        "check() always says right",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        '    if ok is None:\n        print(f"⏳',
+        '    if ok is False:\n        print(f"⏳',
+        "no answer reported as wrong, a wrong one as pending",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "sum(n < optim.MIN_8BIT_SIZE for n in numels)",
+        "sum(n <= optim.MIN_8BIT_SIZE for n in numels)",
+        "04 ex2 keeps a tensor of exactly min_8bit_size elements in fp32",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "8 * sum(n for n in numels if n >= optim.PAGE_MIN_NUMEL)",
+        "8 * sum(n for n in numels if n > optim.PAGE_MIN_NUMEL)",
+        "04 ex3 does not page exactly 1e5 elements",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "memory.constant_bits_per_param(blocksize, double_quant=True, blocksize2=blocksize2)",
+        "memory.constant_bits_per_param(blocksize, double_quant=False, blocksize2=blocksize2)",
+        "03 ex1 expects the bits without double quantization",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "expected = torch.tensor(100 * memory.lora_params(config, r=r) / total)",
+        "expected = torch.tensor(memory.lora_params(config, r=r) / total)",
+        "05 ex3 expects a fraction, not a percentage",
+        "checks",
+    ),
+    Mutant(
+        "checks.py",
+        "    if ok and tuple(torch.as_tensor(answer).shape) != tuple(shape):\n        ok = False\n",
+        "",
+        "01 ex3 accepts the flat tensor",
+        "checks",
+    ),
+    # ------------------------------------------------------------------ optim.py
+    Mutant(
+        "optim.py",
+        "    return sum(v.numel() * v.element_size() for state in optimizer.state.values()",
+        "    return 0 * sum(v.numel() * v.element_size() for state in optimizer.state.values()",
+        "paged_state_bytes always 0",
+        "optim",
+    ),
+    Mutant(
+        "optim.py",
+        'if torch.is_tensor(v) and getattr(v, "is_paged", False))',
+        "if torch.is_tensor(v))",
+        "paged_state_bytes counts every state tensor",
+        "optim",
+    ),
+    Mutant(
+        "optim.py",
+        'if name.endswith("8bit") and n >= MIN_8BIT_SIZE:',
+        'if name.endswith("8bit") and n > MIN_8BIT_SIZE:',
+        "a tensor of exactly min_8bit_size elements predicted in fp32",
+        "optim",
+    ),
+    Mutant(
+        "optim.py",
+        "total += 2 * n + 2 * 4 * math.ceil(n / BLOCKSIZE_8BIT)",
+        "total += 2 * n + 2 * 4 * (n // BLOCKSIZE_8BIT)",
+        "last partial 8-bit block's absmax not predicted",
+        "optim",
+    ),
+    Mutant(
+        "optim.py",
+        "            if ptr in seen:\n                continue\n",
+        "",
+        "shared quantization maps counted per parameter",
+        "optim",
+    ),
+    Mutant(
+        "optim.py",
+        "if not torch.is_tensor(value) or value.dim() == 0:",
+        "if not torch.is_tensor(value):",
+        "step counters counted as state",
+        "optim",
+    ),
+    Mutant(
+        "optim.py",
+        'state_size = param_dtype.itemsize if name == "adamw_torch" else 4',
+        "state_size = 4",
+        "torch AdamW state predicted in fp32 for bf16 parameters",
+        "optim",
+    ),
+    Mutant(
+        "optim.py",
+        "return total + (2 * 256 * 4 if any_8bit else 0)",
+        "return total + 2 * 256 * 4",
+        "quantization maps predicted for 32-bit optimizers",
+        "optim",
+    ),
+    Mutant(
+        "optim.py",
+        "                p.copy_(p0)\n",
+        "                pass\n",
+        "measure_states does not restore the weights",
+        "optim",
+    ),
+    Mutant("optim.py", "PAGE_MIN_NUMEL = 100_000", "PAGE_MIN_NUMEL = 10_000", "paging threshold 1e4", "optim"),
+    Mutant(
+        "optim.py",
+        "params: Iterable[torch.Tensor], lr: float = 2e-4)",
+        "params: Iterable[torch.Tensor], lr: float = 1e-3)",
+        "make_optimizer's default learning rate",
+        "optim",
+    ),
+    # ------------------------------------------------------------------ data.py
+    Mutant(
+        "data.py",
+        "    check_columns(ds)\n    return ds.select",
+        "    return ds.select",
+        "load_alpaca without its column check",
+        "data",
+    ),
+    Mutant(
+        "data.py",
+        "ds.select(range(min(limit, len(ds))))",
+        "ds.select(range(limit))",
+        "load_alpaca crashes when limit exceeds the rows",
+        "data",
+    ),
+    Mutant(
+        "data.py",
+        "def split(ds: Dataset, eval_size: float = 0.1, seed: int = 0)",
+        "def split(ds: Dataset, eval_size: float = 0.2, seed: int = 0)",
+        "split's default eval_size",
+        "data",
+    ),
+    Mutant(
+        "data.py",
+        "def split(ds: Dataset, eval_size: float = 0.1, seed: int = 0)",
+        "def split(ds: Dataset, eval_size: float = 0.1, seed: int = 42)",
+        "split's default seed",
+        "data",
+    ),
+    Mutant(
+        "data.py",
+        "missing = [c for c in columns if c not in ds.column_names]",
+        "missing = [c for c in columns[:-1] if c not in ds.column_names]",
+        "the output column not checked",
+        "data",
+    ),
+    Mutant(
+        "data.py",
+        "math.ceil(eval_size * n) >= n",
+        "math.ceil(eval_size * n) > n",
+        "a fraction that holds out every row accepted",
+        "data",
+    ),
+    Mutant(
+        "data.py",
+        "not isinstance(limit, int) or limit < 1)",
+        "not isinstance(limit, int) or limit < 0)",
+        "limit=0 accepted",
+        "data",
+    ),
+    # ------------------------------------------------------------------ prompting.py
+    Mutant(
+        "prompting.py",
+        '"do_sample": False',
+        '"do_sample": True',
+        "generate samples instead of greedy decoding",
+        "prompting",
+    ),
+    Mutant(
+        "prompting.py",
+        "skip_special_tokens=True",
+        "skip_special_tokens=False",
+        "generate leaves <eos>/<pad> in the text",
+        "prompting",
+    ),
+    Mutant(
+        "prompting.py",
+        'tokenizer.padding_side = tokenizer.truncation_side = "left"',
+        'tokenizer.truncation_side = "left"',
+        "generate pads on the right",
+        "prompting",
+    ),
+    Mutant(
+        "prompting.py",
+        'tokenizer.padding_side = tokenizer.truncation_side = "left"',
+        'tokenizer.padding_side = "left"',
+        "a long prompt cut at its end (its Response line lost)",
+        "prompting",
+    ),
+    Mutant(
+        "prompting.py", 'out[:, batch["input_ids"].shape[1] :]', "out", "generate returns the prompt too", "prompting"
+    ),
+    Mutant(
+        "prompting.py",
+        '\\n### Response\\n"',
+        '\\n### Response:\\n"',
+        "the template's Response line changed",
+        "prompting",
+    ),
+    Mutant(
+        "prompting.py",
+        "        tokenizer.padding_side, tokenizer.truncation_side = sides\n",
+        "",
+        "generate leaves the tokenizer padding on the left",
+        "prompting",
+    ),
+    Mutant(
+        "prompting.py",
+        "        model.train(was_training)\n",
+        "        pass\n",
+        "generate leaves the model in eval mode",
+        "prompting",
+    ),
+    # ------------------------------------------------------------------ runtime.py
+    Mutant(
+        "runtime.py",
+        "    if rt.gpu_count > 1:",
+        "    if rt.gpu_count >= 1:",
+        '"GPU 0 of 1" printed on one GPU',
+        "runtime",
+    ),
+    Mutant("runtime.py", "capability >= (8, 0)", "capability > (8, 0)", "an A100 (8.0) gets fp16", "runtime"),
+    Mutant(
+        "runtime.py", 'return "full" if has_gpu else "smoke"', 'return "smoke"', "smoke mode even with a GPU", "runtime"
+    ),
+    Mutant(
+        "runtime.py",
+        "        torch.set_num_threads(before)\n",
+        "        pass\n",
+        "cpu_threads does not restore the thread count",
+        "runtime",
+    ),
+    Mutant(
+        "runtime.py",
+        '"KAGGLE_KERNEL_RUN_TYPE" in os.environ',
+        '"KAGGLE_URL_BASE" in os.environ',
+        "Kaggle detected by the wrong variable",
+        "runtime",
+    ),
+    # ------------------------------------------------------------------ auth.py
+    Mutant(
+        "auth.py",
+        "_clean(os.environ.get(SECRET))",
+        "os.environ.get(SECRET)",
+        "an empty HF_TOKEN returned as ''",
+        "auth",
+    ),
+    Mutant(
+        "auth.py",
+        "isinstance(exc, (GatedRepoError, RepositoryNotFoundError))",
+        "isinstance(exc, GatedRepoError)",
+        "a RepositoryNotFoundError (404 on a gated repo) not an access error",
+        "auth",
+    ),
+    Mutant(
+        "auth.py",
+        '"status_code", None) in (401, 403)',
+        '"status_code", None) in (401,)',
+        "a 403 not an access error",
+        "auth",
+    ),
+    Mutant(
+        "auth.py",
+        "while exc is not None and id(exc) not in seen:",
+        "while exc is not None:",
+        "is_auth_error loops forever on a cyclic exception chain",
+        "auth",
+    ),
+    Mutant(
+        "auth.py",
+        "exc = exc.__cause__ or exc.__context__",
+        "exc = exc.__cause__",
+        "is_auth_error ignores the implicit context",
+        "auth",
+    ),
+    Mutant("auth.py", 'if not _cache.get("token"):', "if True:", "the token fetched again on every call", "auth"),
+    Mutant(
+        "auth.py",
+        "token = token or _kaggle_secret() or _clean(os.environ.get(SECRET))",
+        "token = _clean(os.environ.get(SECRET)) or token or _kaggle_secret()",
+        "$HF_TOKEN wins over the Colab secret",
+        "auth",
+    ),
+    # ------------------------------------------------------------------ loading.py
+    Mutant(
+        "loading.py",
+        "quantization_config=bnb_config(rt) if quantization_config is None else quantization_config",
+        "quantization_config=bnb_config(rt)",
+        "load_model ignores a passed quantization_config",
+        "loading",
+    ),
+    Mutant(
+        "loading.py",
+        " and json.loads((folder / RECIPE).read_text()) == recipe",
+        "",
+        "a cached tiny model from another recipe reused",
+        "loading",
+    ),
+    Mutant("loading.py", '"shape": TINY_SHAPE, ', "", "the tiny model's shape not in its recipe", "loading"),
+    Mutant(
+        "loading.py",
+        'double_quant: bool = True, quant_type: str = "nf4") -> BitsAndBytesConfig:',
+        'double_quant: bool = False, quant_type: str = "nf4") -> BitsAndBytesConfig:',
+        "bnb_config without double quantization",
+        "loading",
+    ),
+    Mutant(
+        "loading.py",
+        "return torch.bfloat16 if rt.dtype == torch.bfloat16 else torch.float32",
+        "return torch.bfloat16 if rt.dtype != torch.float32 else torch.float32",
+        "bf16 unquantized weights under fp16 compute",
+        "loading",
+    ),
+    Mutant(
+        "loading.py",
+        "model.config.use_cache = False",
+        "model.config.use_cache = True",
+        "the KV cache left on for training",
+        "loading",
+    ),
+    Mutant("loading.py", "    tokenizer.pad_token = tokenizer.eos_token\n", "", "pad token not set to eos", "loading"),
+    Mutant(
+        "loading.py",
+        "module.support_avx512bf16_for_cpu = False",
+        "module.support_avx512bf16_for_cpu = True",
+        "bitsandbytes' CPU repack left on",
+        "loading-cpu",
+    ),
+    Mutant(
+        "loading.py",
+        "    num_key_value_heads=1,\n    head_dim=256,",
+        "    num_key_value_heads=8,\n    head_dim=256,",
+        "Gemma-2B config with 8 KV heads",
+        "memory",
+    ),
+    # ------------------------------------------------------------------ training.py
+    Mutant("training.py", "    if not resume:\n", "    if False:\n", "train(resume=False) ignored", "training-run"),
+    Mutant(
+        "training.py",
+        '"t4_fast": dict(activation_checkpointing=False)',
+        '"t4_fast": dict(activation_checkpointing=False, per_device_train_batch_size=4, gradient_accumulation_steps=1)',
+        "t4_fast as 4 x 1 instead of the post's 2 x 2",
+        "training",
+    ),
+    Mutant(
+        "training.py",
+        "    learning_rate=2e-4,",
+        "    learning_rate=1e-4,",
+        "the post's learning rate changed",
+        "training",
+    ),
+    Mutant(
+        "training.py", "    lora_dropout=0.1,", "    lora_dropout=0.05,", "the post's LoRA dropout changed", "training"
+    ),
+    Mutant("training.py", 'lr_scheduler_type="cosine"', 'lr_scheduler_type="linear"', "a linear schedule", "training"),
+    Mutant("training.py", "    max_length=512,", "    max_length=1024,", "blocks of 1024 tokens", "training"),
+    Mutant("training.py", "        config._n_gpu = 1\n", "", "two visible GPUs double the batch", "training"),
+    Mutant("training.py", "bf16=rt.dtype == torch.bfloat16)", "bf16=False)", "no bf16 on Ampere", "training"),
+    Mutant(
+        "training.py",
+        "            control.should_training_stop = True\n",
+        "",
+        "a NaN loss does not stop training",
+        "training-run",
+    ),
+    Mutant(
+        "training.py",
+        '        return KAGGLE_WORKING / "qlora-course"',
+        '        return Path("outputs")',
+        "checkpoints on Kaggle not in /kaggle/working",
+        "training",
+    ),
+    Mutant(
+        "training.py",
+        "param.data = param.data.float()",
+        "param.data = param.data",
+        "LoRA weights left in trl's bf16",
+        "training-real",
+    ),
+    Mutant(
+        "training.py",
+        'return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]',
+        "return []",
+        "benchmark_reports finds none",
+        "training",
+    ),
+    Mutant(
+        "training.py",
+        "        if differ:\n",
+        "        if False:\n",
+        "a run with other settings resumed from this folder's checkpoints",
+        "training-run",
+    ),
+    Mutant(
+        "training.py",
+        '        if record and record.get("finished"):',
+        "        if False:",
+        "a finished run trained again",
+        "training-run",
+    ),
+]
+
+
+def apply(text: str, mutant: Mutant) -> str | None:
+    """Return the file's text with the mutant applied, or None when its old text is not there exactly once."""
+    return text.replace(mutant.old, mutant.new) if text.count(mutant.old) == 1 else None
+
+
+def run_tests(copy: Path, args: list[str], env: dict, timeout: int) -> tuple[str, float, str]:
+    """Run pytest on `args` in the copy: ("passed" | "failed" | "timeout" | "error", seconds, last output lines)."""
+    start = time.monotonic()
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args]
+    try:
+        done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.monotonic() - start, ""
+    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+    outcome = {0: "passed", 1: "failed"}.get(done.returncode, "error")
+    return outcome, time.monotonic() - start, tail
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only mutants whose file or description contains this text (repeatable)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the mutants and which are stale, run nothing")
+    parser.add_argument("--timeout", type=int, default=180, help="seconds one mutant's tests may take (default 180)")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip checking that each test selection passes without mutants"
+    )
+    opts = parser.parse_args()
+
+    chosen = [m for m in MUTANTS if not opts.only or any(o in m.file or o in m.what for o in opts.only)]
+    sources = {m.file: (ROOT / "helpers" / m.file).read_text() for m in chosen}
+    stale = [m for m in chosen if apply(sources[m.file], m) is None]
+    if opts.list:
+        for m in chosen:
+            print(f"{'STALE ' if m in stale else ''}{m.file}: {m.what} [{m.tests}]")
+        print(f"{len(chosen)} mutants, {len(stale)} stale")
+        return 1 if stale else 0
+
+    with tempfile.TemporaryDirectory(prefix="mutants-") as scratch:
+        copy = Path(scratch) / "repo"
+        shutil.copytree(ROOT, copy, ignore=COPY_IGNORE)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(copy),
+            "COURSE_OUTPUT_DIR": str(Path(scratch) / "outputs"),
+            "COURSE_CACHE_DIR": str(Path(scratch) / "cache"),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        where = subprocess.run(
+            [sys.executable, "-c", "import helpers; print(helpers.__file__)"],
+            cwd=copy,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if not where.startswith(str(copy)):
+            print(f"the copy's tests would import helpers from {where!r}, not from the copy: stopping")
+            return 2
+
+        broken = set()
+        if not opts.no_baseline:
+            for name in sorted({m.tests for m in chosen if m not in stale}):
+                outcome, seconds, tail = run_tests(copy, TESTS[name], env, opts.timeout)
+                print(f"baseline {name}: {outcome} ({seconds:.0f} s)", flush=True)
+                if outcome != "passed":
+                    print("  " + tail.replace("\n", "\n  "))
+                    broken.add(name)
+
+        results = {"caught": [], "survived": [], "stale": stale, "skipped": [], "error": []}
+        for m in chosen:
+            if m in stale:
+                print(f"STALE     {m.file}: {m.what}", flush=True)
+                continue
+            if m.tests in broken:
+                results["skipped"].append(m)
+                print(f"SKIPPED   {m.file}: {m.what} (its tests fail without the mutant)", flush=True)
+                continue
+            target = copy / "helpers" / m.file
+            target.write_text(apply(sources[m.file], m))
+            try:
+                outcome, seconds, tail = run_tests(copy, TESTS[m.tests], env, opts.timeout)
+            finally:
+                target.write_text(sources[m.file])
+            verdict = {"failed": "caught", "timeout": "caught", "passed": "survived"}.get(outcome, "error")
+            results[verdict].append(m)
+            label = {
+                "caught": "caught" if outcome == "failed" else "caught (timeout)",
+                "survived": "SURVIVED",
+                "error": "ERROR",
+            }[verdict]
+            print(f"{label:9s} {m.file}: {m.what} [{m.tests}, {seconds:.0f} s]", flush=True)
+            if verdict == "error":
+                print("  " + tail.replace("\n", "\n  "))
+
+    ran = len(results["caught"]) + len(results["survived"])
+    print(
+        f"\n{len(results['caught'])} of {ran} mutants caught ({100 * len(results['caught']) / max(ran, 1):.1f} %); "
+        f"{len(results['survived'])} survived, {len(stale)} stale, {len(results['skipped'])} skipped, "
+        f"{len(results['error'])} errors"
+    )
+    for m in results["survived"]:
+        print(f"  survived: {m.file}: {m.what} (tests: {' '.join(TESTS[m.tests])})")
+    return 0 if not (results["survived"] or stale or results["skipped"] or results["error"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
