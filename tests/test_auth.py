@@ -5,7 +5,7 @@ import sys
 import traceback
 from types import ModuleType, SimpleNamespace
 
-import httpx2
+import httpx
 import pytest
 import torch
 import transformers.utils.hub
@@ -21,7 +21,7 @@ URL = "https://huggingface.co/google/gemma-2b/resolve/main/config.json"
 
 def hub_error(cls, status: int, message: str):
     """Return a huggingface_hub error as the Hub client raises it, with an HTTP response of `status`."""
-    return cls(message, response=httpx2.Response(status, request=httpx2.Request("GET", URL)))
+    return cls(message, response=httpx.Response(status, request=httpx.Request("GET", URL)))
 
 
 class NotebookAccessError(Exception):
