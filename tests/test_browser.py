@@ -325,9 +325,11 @@ def test_05_shows_the_loss_plot_and_the_generations_in_smoke_mode(page, lab):
     # The live plot is one output that the training callback redraws in place, not one per log.
     training = cell_showing(panel, "trained to step")
     assert len(image_sources(training)) == 1, "the live loss plot should be one image, updated in place"
-    loss = cell_showing(panel, "eval loss: before")
-    assert image_sources(loss), "the loss plot after training is not shown"
-    assert loss.locator("img").first.evaluate("i => i.complete && i.naturalWidth > 100")
+    # The evaluation after training: eval loss, ROUGE-L and how the answers end, before and after, in one plot.
+    evaluation = panel.locator(".jp-CodeCell", has_text="Eval loss (held-out rows)").first
+    assert evaluation.count(), "no cell draws the evaluation plot"
+    assert image_sources(evaluation), "the evaluation plot after training is not shown"
+    assert evaluation.locator("img").first.evaluate("i => i.complete && i.naturalWidth > 100")
 
     answers = page.locator(".jp-OutputArea-output table", has=page.locator("th", has_text="after training"))
     cell = panel.locator(".jp-CodeCell").filter(has=answers).first
@@ -338,4 +340,5 @@ def test_05_shows_the_loss_plot_and_the_generations_in_smoke_mode(page, lab):
     assert table.locator("tr", has=page.locator("td")).count() >= 1, "the answers table has no rows"
 
     screenshot(page, cell, "05_gemma_qlora_t4_generations.png")
-    screenshot(page, loss, "05_gemma_qlora_t4_loss.png")
+    screenshot(page, training, "05_gemma_qlora_t4_loss.png")
+    screenshot(page, evaluation, "05_gemma_qlora_t4_evaluation.png")
