@@ -28,7 +28,6 @@ from transformers.trainer_callback import PrinterCallback
 
 from helpers import auth, data, loading, runtime, training
 
-DATASETS = tuple(data.DATASETS)
 ADAPTER_LINE = "adapter: "
 PROGRESS_PREFIXES = ("step ", "training ", "resuming ", "starting ", "already ", ADAPTER_LINE)
 # What notebook 05 holds out and saves by default, so a launched run is the notebook's run.
@@ -70,8 +69,7 @@ def run(preset: str | None = None, max_steps: int | None = None, data_limit: int
         eval_size: float | None = None, output_dir: str | os.PathLike | None = None,
         dataset: str = "dolly", save_every: int = SAVE_EVERY) -> Path:
     """Train notebook 05's run in this process (one of several under accelerate launch); return the adapter folder."""
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}.")
+    data.check_dataset_name(dataset)
     rt = runtime.detect()
     # Smoke mode trains on the CPU (use_cpu=True): the processes must meet over gloo from the start, as the Trainer's.
     state = PartialState(cpu=rt.mode == "smoke")
@@ -133,7 +131,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-limit", type=int, help="keep only this many rows of the data set")
     parser.add_argument("--eval-size", type=float, help=f"rows held out (default {EVAL_SIZE}; below 1: a fraction)")
     parser.add_argument("--output-dir", type=Path, help="default: the course's folder for this run")
-    parser.add_argument("--dataset", choices=DATASETS, default="dolly")
+    parser.add_argument("--dataset", choices=sorted(data.DATASETS), default="dolly")
     parser.add_argument("--save-every", type=int, default=SAVE_EVERY, help="a checkpoint every N steps (GPU runs)")
     options = parser.parse_args(argv)
     if options.eval_size is not None and options.eval_size >= 1:
