@@ -215,8 +215,8 @@ def simulated(request, tmp_path_factory):
     wanted_by = {canonicalize_name(m[1]): m[2] for m in
                  re.finditer(r"^Collecting ([\w.-]+)[^(\n]*\(from (.+)\)$", pip_out, re.MULTILINE)}
     summary = "\n".join(f"- {n}: {old or '(not installed)'} -> {new or '(removed)'}"
-                        + (f" (for {wanted_by[n]})" if not old and "requirements.txt" not in wanted_by.get(n, "-r")
-                           else "")
+                        + (f" (for {wanted_by[n]})"
+                           if not old and "requirements.txt" not in wanted_by.get(n, "requirements.txt") else "")
                         for n, (old, new) in sorted(changed.items()))
     (ROOT / "build" / "hosts").mkdir(parents=True, exist_ok=True)
     (ROOT / "build" / "hosts" / f"{host}.md").write_text(f"# {host}: what the setup cell changes\n\n{summary}\n")
