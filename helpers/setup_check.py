@@ -103,7 +103,8 @@ def stale_modules(distributions: set[str], loaded: frozenset[str] = LOADED_BEFOR
     owners = metadata.packages_distributions()
     stale = []
     for module in sorted(loaded):
-        for dist in owners.get(module, []):
+        # a distribution is listed once per sys.path entry that holds it: name each one once
+        for dist in dict.fromkeys(owners.get(module, [])):
             if canonicalize_name(dist) not in distributions or module == "helpers":
                 continue
             path = getattr(sys.modules.get(module), "__file__", None)
