@@ -50,12 +50,17 @@ CLASHES = {
 }
 
 
+def check_tokenizer(tokenizer, needs: str = "padding_side") -> None:
+    """Raise a TypeError unless tokenizer is a loaded tokenizer (callable, with the attribute `needs`)."""
+    if isinstance(tokenizer, str) or not callable(tokenizer) or not hasattr(tokenizer, needs):
+        raise TypeError(f"tokenizer must be a loaded tokenizer (loading.load_tokenizer(name)), got {tokenizer!r:.80}.")
+
+
 def _check_generate_args(model, tokenizer, prompts, max_new_tokens, kw: dict) -> list[str]:
     """Return prompts as a list after checking every argument of generate, naming the first bad one."""
     if not callable(getattr(model, "generate", None)):
         raise TypeError(f"model must be a loaded model (loading.load_model or trainer.model), got {model!r:.80}.")
-    if isinstance(tokenizer, str) or not callable(tokenizer) or not hasattr(tokenizer, "padding_side"):
-        raise TypeError(f"tokenizer must be a loaded tokenizer (loading.load_tokenizer(name)), got {tokenizer!r:.80}.")
+    check_tokenizer(tokenizer)
     if isinstance(prompts, str):
         prompts = [prompts]
     if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):

@@ -22,7 +22,7 @@ from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from helpers.data import COLUMNS, check_columns, check_dataset
-from helpers.prompting import format_prompt
+from helpers.prompting import check_tokenizer, format_prompt
 from helpers.runtime import Runtime, check_runtime, cpu_threads, detect
 
 DRIVE = Path("/content/drive/MyDrive")
@@ -337,8 +337,7 @@ def _check_trainer_args(model, tokenizer, train_dataset, eval_dataset, peft_conf
     if isinstance(model, PeftModel):
         raise TypeError("model must be the 4-bit base model from loading.load_model: it already has a LoRA adapter "
                         "(make_trainer adds one), so load it again.")
-    if isinstance(tokenizer, str) or not callable(tokenizer) or not hasattr(tokenizer, "pad_token_id"):
-        raise TypeError(f"tokenizer must be a loaded tokenizer (loading.load_tokenizer(name)), got {tokenizer!r:.80}.")
+    check_tokenizer(tokenizer, needs="pad_token_id")
     check_columns(check_dataset(train_dataset, "train_dataset"))
     if eval_dataset is not None:
         check_columns(check_dataset(eval_dataset, "eval_dataset"))
@@ -583,8 +582,7 @@ def check_finite_logits(model: PreTrainedModel, tokenizer, prompts: str | list[s
     """Return the largest |next-token score| of model on prompts; raise FloatingPointError if any is NaN/inf."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a loaded model (e.g. the merged one), got {model!r:.80}.")
-    if isinstance(tokenizer, str) or not callable(tokenizer) or not hasattr(tokenizer, "padding_side"):
-        raise TypeError(f"tokenizer must be a loaded tokenizer (loading.load_tokenizer(name)), got {tokenizer!r:.80}.")
+    check_tokenizer(tokenizer)
     prompts = [prompts] if isinstance(prompts, str) else prompts
     if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise TypeError(f"prompts must be a string or a non-empty list of strings, got {prompts!r:.80}.")
