@@ -69,6 +69,26 @@ def test_summary_counts_endings_and_averages_rouge_l():
                    "token limit": 1}
 
 
+def test_eos_probability_is_each_texts_own_next_token_probability_despite_padding(tokenizer):
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    torch.manual_seed(0)
+    config = GemmaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, pad_token_id=tokenizer.pad_token_id)
+    model = GemmaForCausalLM(config).train()
+    texts = ["Bread goes stale.", "Blue light scatters more than red light because", "Blue"]  # three lengths
+    got = evaluate.eos_probability(model, tokenizer, texts, batch_size=2)
+    model.eval()
+    for text, p in zip(texts, got):
+        with torch.no_grad():
+            alone = model(**tokenizer(text, return_tensors="pt")).logits[0, -1].softmax(-1)
+        assert p == pytest.approx(alone[tokenizer.eos_token_id].item(), rel=1e-4)
+    assert len(set(got)) == 3
+    model.train()
+    evaluate.eos_probability(model, tokenizer, texts[:1])
+    assert model.training and tokenizer.padding_side == "right"  # both restored
+
+
 @pytest.mark.parametrize("call, error, name", [
     (lambda: evaluate.rouge_l("a b", ["a b"]), TypeError, "predictions"),
     (lambda: evaluate.rouge_l(["a"], []), TypeError, "references"),
@@ -78,6 +98,8 @@ def test_summary_counts_endings_and_averages_rouge_l():
     (lambda: evaluate.answers(None, None, [], 8), TypeError, "prompts"),
     (lambda: evaluate.answers(None, None, ["p"], 0), ValueError, "max_new_tokens"),
     (lambda: evaluate.answers(None, None, ["p"], 8, batch_size=2.5), TypeError, "batch_size"),
+    (lambda: evaluate.eos_probability(None, None, "one text"), TypeError, "texts"),
+    (lambda: evaluate.eos_probability(None, None, ["t"], batch_size=0), ValueError, "batch_size"),
 ])
 def test_bad_input_is_refused_with_the_arguments_name(call, error, name):
     with pytest.raises(error, match=name):
