@@ -8,8 +8,9 @@ from rouge_score import rouge_scorer
 
 from helpers.runtime import cpu_threads
 
-# How an answer ended: the model wrote <eos>; it began another example of the template; it ran out of tokens.
-ENDINGS = ("stopped", "new instruction", "token limit")
+# How an answer ended: the model wrote <eos> after some text; it wrote <eos> before any text; it began another
+# example of the template; it ran out of tokens.
+ENDINGS = ("stopped", "empty", "new instruction", "token limit")
 NEW_INSTRUCTION = "### Instruction"
 
 
@@ -37,7 +38,9 @@ def ending(text: str, new_ids: list[int], eos_token_id: int) -> str:
     """Return how one answer ended (one of ENDINGS) from its text and the token ids generated for it."""
     if NEW_INSTRUCTION in text:
         return "new instruction"
-    return "stopped" if eos_token_id in new_ids else "token limit"
+    if eos_token_id in new_ids:
+        return "stopped" if text.strip() else "empty"
+    return "token limit"
 
 
 @contextmanager

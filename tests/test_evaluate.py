@@ -42,6 +42,8 @@ def test_rouge_l_is_the_f_measure_of_the_longest_common_subsequence():
 
 def test_ending_tells_eos_from_a_new_instruction_and_the_token_limit():
     assert evaluate.ending("Paris.", [5, 6, 1], eos_token_id=1) == "stopped"
+    assert evaluate.ending("", [1], eos_token_id=1) == "empty"  # <eos> before any text is no answer
+    assert evaluate.ending("\n\n", [7, 1], eos_token_id=1) == "empty"
     assert evaluate.ending("Paris.\n### Instruction\nName", [5, 6, 1], eos_token_id=1) == "new instruction"
     assert evaluate.ending("Paris is a city and", [5, 6, 7], eos_token_id=1) == "token limit"
 
@@ -63,9 +65,9 @@ def test_answers_generate_in_batches_and_classify_each_ending(tokenizer):
 
 
 def test_summary_counts_endings_and_averages_rouge_l():
-    got = evaluate.summary(["a b c d", "x y", "a b"], ["stopped", "token limit", "stopped"],
-                           ["a b c d", "a b", "a b"])
-    assert got == {"answers": 3, "rouge_l": pytest.approx(2 / 3), "stopped": 2, "new instruction": 0,
+    got = evaluate.summary(["a b c d", "x y", "a b", ""], ["stopped", "token limit", "stopped", "empty"],
+                           ["a b c d", "a b", "a b", "a"])
+    assert got == {"answers": 4, "rouge_l": pytest.approx(2 / 4), "stopped": 2, "empty": 1, "new instruction": 0,
                    "token limit": 1}
 
 
