@@ -1,12 +1,8 @@
 """Evaluation beyond the loss: ROUGE-L against the reference, and whether each answer stops by itself."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import torch
 from rouge_score import rouge_scorer
 
-from helpers.runtime import cpu_threads
+from helpers.prompting import left_padded
 
 # How an answer ended: the model wrote <eos> after some text; it wrote <eos> before any text; it began another
 # example of the template; it ran out of tokens.
@@ -43,27 +39,13 @@ def ending(text: str, new_ids: list[int], eos_token_id: int) -> str:
     return "token limit"
 
 
-@contextmanager
-def _left_padded(model, tokenizer) -> Iterator[None]:
-    """Pad on the left (every text's last token at the end) with the model in eval mode; restore both after."""
-    padding_side, was_training = tokenizer.padding_side, model.training
-    tokenizer.padding_side = "left"
-    model.eval()
-    try:
-        with torch.no_grad(), cpu_threads(model.device):
-            yield
-    finally:
-        tokenizer.padding_side = padding_side
-        model.train(was_training)
-
-
 def answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 64,
             batch_size: int = 8) -> tuple[list[str], list[str]]:
     """Answer prompts greedily in batches; return the answers' texts and how each ended (see ENDINGS)."""
     prompts = _check_texts("prompts", prompts)
     max_new_tokens, batch_size = _check_count("max_new_tokens", max_new_tokens), _check_count("batch_size", batch_size)
     texts, endings = [], []
-    with _left_padded(model, tokenizer):
+    with left_padded(model, tokenizer):
         for start in range(0, len(prompts), batch_size):
             batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(model.device)
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
@@ -79,7 +61,7 @@ def eos_probability(model, tokenizer, texts: list[str], batch_size: int = 8) -> 
     """Return the probability the model gives <eos> as the next token after each text (e.g. a whole example)."""
     texts, batch_size = _check_texts("texts", texts), _check_count("batch_size", batch_size)
     probs = []
-    with _left_padded(model, tokenizer):
+    with left_padded(model, tokenizer):
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True).to(model.device)
             logits = model(**batch, logits_to_keep=1).logits[:, -1].float()

@@ -1,6 +1,7 @@
 """The post's prompt template, and batched generation that returns only the new text."""
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 
@@ -76,6 +77,22 @@ def _check_generate_args(model, tokenizer, prompts, max_new_tokens, kw: dict) ->
     return list(prompts)
 
 
+@contextmanager
+def left_padded(model, tokenizer) -> Iterator[None]:
+    """Pad and truncate on the left, in eval mode without gradients; restore the tokenizer and the model after."""
+    sides, was_training = (tokenizer.padding_side, tokenizer.truncation_side), model.training
+    # Left padding puts every text's last token at the end, right where the next token comes; left truncation
+    # keeps the end of a long prompt, where its "### Response" line is.
+    tokenizer.padding_side = tokenizer.truncation_side = "left"
+    model.eval()
+    try:
+        with torch.no_grad(), cpu_threads(model.device):
+            yield
+    finally:
+        tokenizer.padding_side, tokenizer.truncation_side = sides
+        model.train(was_training)
+
+
 def generate(model, tokenizer, prompts: str | list[str], max_new_tokens: int = 64, **kw) -> list[str]:
     """Generate for a batch of prompts (greedy unless kw says otherwise); return only the new text of each."""
     prompts = _check_generate_args(model, tokenizer, prompts, max_new_tokens, kw)
@@ -89,18 +106,9 @@ def generate(model, tokenizer, prompts: str | list[str], max_new_tokens: int = 6
         if len(ids) > room:
             print(f"prompt {i} of {len(prompts)}: {len(ids):,} tokens, cut to its last {room:,} (the model's "
                   f"context is {context:,} tokens, {max_new_tokens} kept for the answer).")
-    sides, was_training = (tokenizer.padding_side, tokenizer.truncation_side), model.training
-    # Left padding puts every prompt's last token at the end, right where generation continues; left truncation
-    # keeps the end of a long prompt, where its "### Response" line is.
-    tokenizer.padding_side = tokenizer.truncation_side = "left"
-    model.eval()
-    try:
+    with left_padded(model, tokenizer):
         batch = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=room)
         batch = batch.to(model.device)
         settings = {"do_sample": False, "use_cache": True, "pad_token_id": tokenizer.pad_token_id, **kw}
-        with torch.no_grad(), cpu_threads(model.device):
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, **settings)
-    finally:
-        tokenizer.padding_side, tokenizer.truncation_side = sides
-        model.train(was_training)
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, **settings)
     return tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -22,7 +22,7 @@ from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from helpers.data import COLUMNS, check_columns, check_dataset
-from helpers.prompting import check_tokenizer, format_prompt
+from helpers.prompting import check_tokenizer, format_prompt, left_padded
 from helpers.runtime import Runtime, check_runtime, cpu_threads, detect
 
 DRIVE = Path("/content/drive/MyDrive")
@@ -591,16 +591,9 @@ def check_finite_logits(model: PreTrainedModel, tokenizer, prompts: str | list[s
     prompts = [prompts] if isinstance(prompts, str) else prompts
     if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise TypeError(f"prompts must be a string or a non-empty list of strings, got {prompts!r:.80}.")
-    side, was_training = tokenizer.padding_side, model.training
-    tokenizer.padding_side = "left"  # every prompt's last token at the end, where the next-token scores are
-    model.eval()
-    try:
+    with left_padded(model, tokenizer):
         batch = tokenizer(list(prompts), return_tensors="pt", padding=True).to(model.device)
-        with torch.no_grad(), cpu_threads(model.device):
-            logits = model(**batch).logits[:, -1].float()
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
+        logits = model(**batch).logits[:, -1].float()
     bad = int((~torch.isfinite(logits)).sum())
     if bad:
         raise FloatingPointError(

@@ -73,6 +73,8 @@ TESTS = {
     "runtime": ["tests/test_runtime.py"],
     "training-run": ["tests/test_safety_nets.py", "-k", "resume or without_a_record or nan_loss_stops"],
     "training-real": ["tests/test_training.py", "-k", "trains_through or adapter_reloads"],
+    "evaluate": ["tests/test_evaluate.py"],
+    "smoke-lesson": ["tests/test_training.py", "-k", "teaches"],
 }
 
 
@@ -400,15 +402,15 @@ MUTANTS = [
     ),
     Mutant(
         "checks.py",
-        '    print(f"✅ {name}: right!" if ok else f"❌ {name}: not yet. Hint: {hint}")\n    return bool(ok)',
-        '    print(f"✅ {name}: right!")\n    return True',
+        '    if ok:\n        print(pick(f"✅ {name}: right!"',
+        '    if True:\n        print(pick(f"✅ {name}: right!"',
         "check() always says right",
         "checks",
     ),
     Mutant(
         "checks.py",
-        '    if ok is None:\n        print(f"⏳',
-        '    if ok is False:\n        print(f"⏳',
+        '    if ok is None:\n        print(pick(f"⏳',
+        '    if ok is False:\n        print(pick(f"⏳',
         "no answer reported as wrong, a wrong one as pending",
         "checks",
     ),
@@ -744,6 +746,17 @@ MUTANTS = [
         "Gemma-2B config with 8 KV heads",
         "memory",
     ),
+    # ------------------------------------------------------------------ evaluate.py, and the smoke run's lesson
+    Mutant("evaluate.py", 'return "stopped" if text.strip() else "empty"', 'return "stopped"',
+           "<eos> before any text counted as a real stop", "evaluate"),
+    Mutant("evaluate.py", "softmax(-1)[:, tokenizer.eos_token_id]", "softmax(-1)[:, tokenizer.pad_token_id]",
+           "eos_probability reads another token's probability", "evaluate"),
+    Mutant("prompting.py", 'tokenizer.padding_side = tokenizer.truncation_side = "left"',
+           'tokenizer.truncation_side = "left"', "left_padded leaves right padding on", "evaluate"),
+    Mutant("loading.py", " + [tokenizer.eos_token_id]\n", "\n",
+           "tiny pre-training without <eos> between documents", "smoke-lesson"),
+    Mutant("training.py", '"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])',
+           '"q_proj", "k_proj", "v_proj", "o_proj"])', "smoke adapter on q/k/v/o only", "smoke-lesson"),
     # ------------------------------------------------------------------ training.py
     Mutant("training.py", "    if not resume:\n", "    if False:\n", "train(resume=False) ignored", "training-run"),
     Mutant(
