@@ -213,13 +213,18 @@ def output_dir(rt: Runtime | None = None) -> Path:
 _course_output_dir = output_dir  # the functions below take a parameter named output_dir
 
 
+def _preset(preset: str | None, rt: Runtime) -> str:
+    """Return preset, or when it is None the mode's own: "smoke" in smoke mode, else the post's "t4"."""
+    return preset or ("smoke" if rt.mode == "smoke" else "t4")
+
+
 def sft_kwargs(preset: str | None = None, output_dir: str | os.PathLike | None = None, rt: Runtime | None = None,
                **overrides) -> dict:
     """Return the keyword arguments sft_config passes to SFTConfig for a preset, runtime and overrides."""
     rt = check_runtime(rt) or detect()
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)} (or None: the mode's own), got {preset!r}.")
-    preset = preset or ("smoke" if rt.mode == "smoke" else "t4")
+    preset = _preset(preset, rt)
     if output_dir is not None and (not isinstance(output_dir, (str, os.PathLike)) or not str(output_dir).strip()):
         raise TypeError(f"output_dir must be a folder path (str or Path) or None for the course's, got {output_dir!r}.")
     _check_names(overrides, SFTConfig, "sft_config")
@@ -403,7 +408,7 @@ def make_trainer(model, tokenizer, train_dataset, eval_dataset=None, preset: str
     rt = check_runtime(rt) or detect()
     # What train() cannot read off the trainer: the preset's name and the rows before trl tokenized them.
     trainer.run_info = {
-        "preset": preset or ("smoke" if rt.mode == "smoke" else "t4"),
+        "preset": _preset(preset, rt),
         "training rows": rows_hash(train_dataset),
         "held-out rows": rows_hash(eval_dataset) if eval_dataset is not None else None,
         **(run_info or {}),
