@@ -30,8 +30,10 @@ TABLE = {
     "04_paged_optimizers.ipynb": ("Optimizer state is memory; what paged optimizers do (and what they don't)",
                                   "not measured", "about 20 s"),
     "05_gemma_qlora_t4.ipynb": ("The post's Gemma-2B QLoRA run on today's libraries: train, generate, save, reload",
-                                ("0.8–1.7 h (`t4`), 0.6–1.2 h (`t4_fast`), about half on Kaggle's two T4s: "
-                                 "estimated (`helpers/estimate.py`), not measured on a T4"), "about 25 s"),
+                                # estimate.readme_time(), the one place the T4 times come from (a test checks)
+                                ("1.0–2.1 h (`t4`), 0.8–1.6 h (`t4_fast`); on Kaggle's two T4s 0.5–1.1 h and "
+                                 "0.4–0.8 h (never tried): estimated (`helpers/estimate.py`), not measured on a T4"),
+                                "about 25 s"),
 }
 COLAB_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 KAGGLE_SVG = "https://kaggle.com/static/images/open-in-kaggle.svg"
