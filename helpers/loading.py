@@ -92,8 +92,12 @@ def bnb_config(rt: Runtime | None = None, double_quant: bool = True, quant_type:
 
 def storage_dtype(rt: Runtime) -> torch.dtype:
     """Return the dtype of the weights bitsandbytes leaves unquantized (embedding, norms): bf16 or fp32."""
-    # fp32 under fp16 compute, as the post's 2024 transformers did by default: the fp32 embedding keeps
-    # the residual stream in fp32 under fp16 autocast, where Gemma's activations can overflow.
+    # fp32 under fp16 compute, as the post's run had it: 2024 transformers loaded a 4-bit model's other weights
+    # in fp16 when no dtype was given, and trl 0.7.x's SFTTrainer then called peft's
+    # prepare_model_for_kbit_training on every 4-bit model, which cast every unquantized weight (embedding,
+    # norms) to fp32. trl 1.16's SFTTrainer no longer calls it (trl/trainer/sft_trainer.py), so the course sets
+    # the dtype itself. The fp32 embedding keeps the residual stream in fp32 under fp16 autocast, where Gemma's
+    # activations can overflow.
     return torch.bfloat16 if rt.dtype == torch.bfloat16 else torch.float32
 
 
