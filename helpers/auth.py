@@ -4,6 +4,8 @@ import os
 
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
+from helpers.language import pick
+
 SECRET = "HF_TOKEN"
 # The one place the token lives, so no notebook variable holds it (Colab's variable inspector shows those) and
 # Colab's secret store, which can prompt or take 10 s to time out, is asked once: a found token is kept for the
@@ -24,6 +26,21 @@ MESSAGES = {
         f"page (secrets only answer there), or set {SECRET} in the environment."
     ),
 }
+MESSAGES_KO = {
+    "found": "Hugging Face 토큰: 찾았습니다(값은 표시하지 않습니다).",
+    "not found": (
+        f"Hugging Face 토큰: 찾지 못했습니다. {SECRET}라는 이름의 시크릿을 추가한 뒤(Colab: 왼쪽의 열쇠 아이콘, "
+        "Kaggle: Add-ons > Secrets) 이 셀을 다시 실행하세요."
+    ),
+    "denied": (
+        f"Hugging Face 토큰: Colab이 이 노트북의 시크릿 {SECRET} 접근을 막았습니다. 해결: 왼쪽의 열쇠 아이콘에서 "
+        f"{SECRET}의 '노트북 액세스(Notebook access)'를 켠 뒤 이 셀을 다시 실행하세요."
+    ),
+    "timeout": (
+        "Hugging Face 토큰: Colab 시크릿 저장소가 제때 응답하지 않았습니다. 해결: Colab 페이지에서 이 셀을 다시 "
+        f"실행하거나(시크릿은 그 페이지에서만 응답합니다), 환경 변수 {SECRET}를 설정하세요."
+    ),
+}
 
 
 class GatedModelError(RuntimeError):
@@ -36,7 +53,8 @@ class GatedModelError(RuntimeError):
             raise ValueError(f"kind must be 'model' or 'data set', got {kind!r}.")
         where = f"https://huggingface.co/{'datasets/' if kind == 'data set' else ''}{name}"
         terms = "the licence" if kind == "model" else "its conditions"
-        super().__init__(
+        kind_ko, terms_ko = ("모델", "라이선스") if kind == "model" else ("데이터셋", "공유 조건")
+        super().__init__(pick(
             f"Could not download {name}: it is a gated {kind} and the Hugging Face Hub refused access "
             "(no token was found, or the token has no access). To fix it:\n"
             f"  1. Log in at {where} and accept {terms} there.\n"
@@ -46,8 +64,18 @@ class GatedModelError(RuntimeError):
             "     Kaggle: Add-ons > Secrets > Add a new secret, and tick it for this notebook.\n"
             f"     Elsewhere: set the environment variable {SECRET} before starting Jupyter.\n"
             "  4. Run this cell again. Never paste the token into a notebook cell: it would be saved with it.\n"
-            f"If you changed the {kind}'s name, check its spelling too: the Hub answers a wrong name the same way."
-        )
+            f"If you changed the {kind}'s name, check its spelling too: the Hub answers a wrong name the same way.",
+            f"{name}을(를) 내려받지 못했습니다. 게이티드(gated) {kind_ko}이라 Hugging Face Hub가 접근을 거부했습니다"
+            "(토큰이 없거나, 토큰에 접근 권한이 없습니다). 이렇게 해결하세요:\n"
+            f"  1. {where}에 로그인해 {terms_ko}에 동의합니다.\n"
+            "  2. https://huggingface.co/settings/tokens 에서 'Read' 권한 토큰을 만듭니다.\n"
+            f"  3. 그 토큰을 {SECRET}라는 이름의 시크릿으로 추가합니다:\n"
+            "     Colab: 왼쪽 사이드바의 열쇠 아이콘 > 새 보안 비밀 추가(Add new secret), '노트북 액세스'를 켭니다.\n"
+            "     Kaggle: Add-ons > Secrets > Add a new secret, 이 노트북에 쓰도록 체크합니다.\n"
+            f"     그 밖의 환경: Jupyter를 시작하기 전에 환경 변수 {SECRET}를 설정합니다.\n"
+            "  4. 이 셀을 다시 실행합니다. 토큰을 노트북 셀에 붙여 넣지 마세요. 노트북과 함께 저장됩니다.\n"
+            f"{kind_ko} 이름을 바꿨다면 철자도 확인하세요. 이름이 틀려도 Hub는 같은 식으로 답합니다."
+        ))
 
 
 def _clean(value) -> str | None:
@@ -104,7 +132,8 @@ def token_status() -> str:
 
 def token_message() -> str:
     """Return one line saying whether the token was found and, if not, how to fix it (never the token)."""
-    return MESSAGES[token_status()]
+    status = token_status()
+    return pick(MESSAGES[status], MESSAGES_KO[status])
 
 
 def forget_token() -> None:

@@ -19,8 +19,11 @@ LOADED_BEFORE = frozenset(name.partition(".")[0] for name in sys.modules)
 # peft refuses an importable torchao older than this when it adds LoRA to a plain nn.Linear (peft.import_utils).
 PEFT_TORCHAO_MIN = Version("0.16.0")
 RESTART = "Colab: Runtime > Restart session; Kaggle: Run > Restart & clear cell outputs"
+RESTART_KO = "Colab: 런타임 > 세션 다시 시작(Runtime > Restart session), Kaggle: Run > Restart & clear cell outputs"
 RERUN = ("Run this cell again. If the same lines come back, read pip's messages above it "
          "(Kaggle: switch on Settings > Internet, which needs a phone-verified account), then run it again.")
+RERUN_KO = ("이 셀을 다시 실행하세요. 같은 줄이 또 나오면 그 위에 있는 pip 메시지를 읽어 보고(Kaggle: Settings > "
+            "Internet을 켜세요. 휴대폰 인증을 마친 계정이어야 합니다) 다시 실행하세요.")
 
 
 def requirements_file() -> Path:
@@ -145,11 +148,19 @@ def check_install(ref: str | None = None, requirements: str | os.PathLike | None
     reqs = pins(requirements)
     problems = version_problems(reqs) + [p for p in (torchao_problem(), ref and course_ref_problem(ref)) if p]
     if problems:
-        raise RuntimeError("The installed libraries differ from the course's pins:\n"
-                           + "".join(f"  - {p}\n" for p in problems) + RERUN)
+        raise RuntimeError(language.pick("The installed libraries differ from the course's pins:\n",
+                                         "설치된 라이브러리가 코스가 고정한 버전과 다릅니다:\n")
+                           + "".join(f"  - {p}\n" for p in problems) + language.pick(RERUN, RERUN_KO))
     stale = stale_modules(closure(reqs))
     if stale:
-        raise RuntimeError("Restart needed: the install replaced libraries this kernel had already loaded:\n"
+        raise RuntimeError(language.pick(
+            "Restart needed: the install replaced libraries this kernel had already loaded:\n",
+            "다시 시작해야 합니다: 이 커널이 이미 불러온 라이브러리를 설치가 바꿨습니다:\n")
                            + "".join(f"  - {s}\n" for s in stale)
-                           + f"{RESTART}; then run the notebook from the top (this cell will install nothing).")
-    print(f"Setup checked: {len(reqs)} pinned libraries as required" + (f", course {ref}" if ref else ""))
+                           + language.pick(f"{RESTART}; then run the notebook from the top (this cell will install "
+                                           "nothing).",
+                                           f"{RESTART_KO}. 그런 다음 노트북을 처음부터 실행하세요(이 셀은 이번에는 "
+                                           "아무것도 설치하지 않습니다)."))
+    print(language.pick(f"Setup checked: {len(reqs)} pinned libraries as required" + (f", course {ref}" if ref else ""),
+                        f"설치 확인 완료: 고정 버전 라이브러리 {len(reqs)}개가 요구대로 설치되어 있습니다"
+                        + (f", 코스 {ref}" if ref else "")))
