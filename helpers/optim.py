@@ -9,6 +9,8 @@ from collections.abc import Iterable
 import bitsandbytes as bnb
 import torch
 
+from helpers.language import pick
+
 # The names are transformers' `optim=` strings, so a learner can pass the same name to SFTConfig.
 OPTIMIZERS = {
     "adamw_torch": torch.optim.AdamW,
@@ -168,13 +170,16 @@ def paging_demo(hidden: int = 4096, layers: int = 8, short_len: int = 512, long_
 def _why_not_paged(device: torch.device, numel: int) -> str | None:
     """Why bitsandbytes cannot page (or the course cannot page out) this state on `device`; None when it can."""
     if device.type != "cuda":
-        return "no CUDA GPU: bitsandbytes keeps paged state in ordinary memory"
+        return pick("no CUDA GPU: bitsandbytes keeps paged state in ordinary memory",
+                    "CUDA GPU가 없습니다: bitsandbytes는 페이지드 상태를 일반 메모리에 둡니다")
     if numel < PAGE_MIN_NUMEL:
-        return f"{numel:,} elements < PAGE_MIN_NUMEL: bitsandbytes keeps the state in ordinary GPU memory"
+        return pick(f"{numel:,} elements < PAGE_MIN_NUMEL: bitsandbytes keeps the state in ordinary GPU memory",
+                    f"원소 {numel:,}개 < PAGE_MIN_NUMEL: bitsandbytes는 상태를 일반 GPU 메모리에 둡니다")
     # Reading GPU-resident managed memory from the CPU needs concurrent managed access, which CUDA on
     # Windows and WSL does not offer; Linux hosts such as Colab and Kaggle have it.
     if platform.system() != "Linux" or "microsoft" in platform.release().lower():
-        return "the CPU cannot read GPU-resident managed memory on Windows or WSL"
+        return pick("the CPU cannot read GPU-resident managed memory on Windows or WSL",
+                    "Windows나 WSL에서는 CPU가 GPU에 있는 관리 메모리(managed memory)를 읽을 수 없습니다")
     return None
 
 

@@ -22,6 +22,7 @@ from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from helpers.data import COLUMNS, check_columns, check_dataset
+from helpers.language import pick
 from helpers.prompting import check_tokenizer, format_prompt, left_padded
 from helpers.runtime import Runtime, check_runtime, cpu_threads, detect
 
@@ -129,6 +130,12 @@ OOM_ADVICE = (
     "(raise gradient_accumulation_steps to keep the same effective batch), max_length, the LoRA r; turn "
     "activation_checkpointing=True back on if you turned it off (the t4_fast preset does); then restart "
     "the runtime so the failed run frees its memory."
+)
+OOM_ADVICE_KO = (
+    "학습 중에 GPU 메모리가 부족합니다. 다음 순서로 줄이세요: per_device_train_batch_size(같은 유효 배치를 "
+    "유지하려면 gradient_accumulation_steps를 늘리세요), max_length, LoRA의 r. activation_checkpointing을 껐다면 "
+    "(t4_fast 프리셋이 끕니다) 다시 True로 켜세요. 그런 다음 런타임을 다시 시작해 실패한 학습이 잡은 메모리를 "
+    "비우세요."
 )
 
 
@@ -300,9 +307,21 @@ def nonfinite_message(what: str, value: float, step: int, args) -> str:
                       "course uses bf16 by itself")
     why = " In fp16, Gemma's activations can overflow." if fp16 else ""
     steps = "; ".join(f"{i}. {a}" for i, a in enumerate(advice, 1))
-    return (f"Training stopped at step {step}: the {what} logged there is {value}.{why} Try, in this order: {steps}. "
-            "Then train again with a new output_dir or resume=False: this folder's checkpoints lead to the same "
-            "divergence.")
+    advice_ko = [f"learning_rate 낮추기(지금 {lr}, 예: {lr / 2:g} 또는 {lr / 4:g})" if lr else "learning_rate 낮추기",
+                 f"max_grad_norm=0.3(지금 {clip})으로 발산에 앞서 오는 큰 업데이트 자르기"]
+    if fp16:
+        advice_ko.append("fp32로 계산하기: fp16=False와 bnb_4bit_compute_dtype=torch.float32인 BitsAndBytesConfig"
+                         "(느리고 메모리를 더 씁니다). bf16을 지원하는 GPU(Ampere 이후: A100, L4)에서는 코스가 알아서 "
+                         "bf16을 씁니다")
+    why_ko = " fp16에서는 Gemma의 활성값이 넘칠(overflow) 수 있습니다." if fp16 else ""
+    steps_ko = "; ".join(f"{i}. {a}" for i, a in enumerate(advice_ko, 1))
+    return pick(
+        f"Training stopped at step {step}: the {what} logged there is {value}.{why} Try, in this order: {steps}. "
+        "Then train again with a new output_dir or resume=False: this folder's checkpoints lead to the same "
+        "divergence.",
+        f"{step} 스텝에서 학습을 멈췄습니다: 거기서 기록된 {what}이(가) {value}입니다.{why_ko} 다음 순서로 해 "
+        f"보세요: {steps_ko}. 그런 다음 새 output_dir로, 또는 resume=False로 다시 학습하세요. 이 폴더의 "
+        "체크포인트에서 이어 가면 똑같이 발산합니다.")
 
 
 class NonFiniteLossGuard(TrainerCallback):
@@ -501,17 +520,21 @@ def _restore_finished(trainer: SFTTrainer, folder: Path, finished: dict) -> Trai
     """Load a finished run's adapter and history into trainer, and say so; return its TrainOutput."""
     adapter = folder / finished["adapter"]
     if not (adapter / "adapter_model.safetensors").is_file():
-        raise FileNotFoundError(
+        raise FileNotFoundError(pick(
             f"This run finished at step {finished['step']}, but its adapter is gone from {adapter}: pass "
-            "resume=False to train it again, or use a new output_dir."
-        )
+            "resume=False to train it again, or use a new output_dir.",
+            f"이 학습은 {finished['step']} 스텝에서 끝났지만 어댑터가 {adapter}에 없습니다. 다시 학습하려면 "
+            "resume=False를 넘기거나 새 output_dir를 쓰세요."
+        ))
     set_peft_model_state_dict(trainer.model, load_file(adapter / "adapter_model.safetensors"))
     trainer.state.global_step = finished["step"]
     trainer.state.log_history = finished["log_history"]
     losses = recorder(trainer)
     losses.history = [(h["step"], h["loss"]) for h in finished["log_history"] if "loss" in h]
-    print(f"Already trained: this run finished at step {finished['step']}; its adapter is in {adapter}. Nothing to "
-          "train (a new output_dir or resume=False trains again).")
+    print(pick(f"Already trained: this run finished at step {finished['step']}; its adapter is in {adapter}. Nothing "
+               "to train (a new output_dir or resume=False trains again).",
+               f"이미 학습했습니다: 이 학습은 {finished['step']} 스텝에서 끝났고 어댑터는 {adapter}에 있습니다. 더 "
+               "학습할 것이 없습니다(새 output_dir나 resume=False로 다시 학습합니다)."))
     summary = next((h for h in reversed(finished["log_history"]) if "train_loss" in h), {})
     return TrainOutput(finished["step"], summary.get("train_loss"), summary)
 
@@ -545,7 +568,9 @@ def train(trainer: SFTTrainer, resume: bool = True) -> TrainOutput:
     if not resume:
         removed = _start_over(folder) if main else 0
         if removed:
-            print(f"Starting over in {folder} (resume=False): removed {removed} earlier checkpoint(s).")
+            print(pick(f"Starting over in {folder} (resume=False): removed {removed} earlier checkpoint(s).",
+                       f"{folder}에서 처음부터 다시 학습합니다(resume=False): 이전 체크포인트 {removed}개를 "
+                       "지웠습니다."))
     else:
         record = json.loads((folder / RUN_FILE).read_text()) if (folder / RUN_FILE).is_file() else None
         checkpoint = latest_checkpoint(folder)
@@ -556,16 +581,21 @@ def train(trainer: SFTTrainer, resume: bool = True) -> TrainOutput:
         else:  # no run here, or one that stopped before its first checkpoint: nothing to mix with
             differ = []
         if differ:
-            raise ValueError(
-                f"output_dir {folder} holds a run with other settings: {'; '.join(differ[:8])}"
-                f"{'; ...' if len(differ) > 8 else ''}. Resuming would mix the two runs. Either use a new "
-                "output_dir (make_trainer(..., output_dir=...)), or pass resume=False to train() to start over "
-                "there (this deletes its checkpoints and adapter)."
-            )
+            listed = f"{'; '.join(differ[:8])}{'; ...' if len(differ) > 8 else ''}"
+            raise ValueError(pick(
+                f"output_dir {folder} holds a run with other settings: {listed}. Resuming would mix the two runs. "
+                "Either use a new output_dir (make_trainer(..., output_dir=...)), or pass resume=False to train() "
+                "to start over there (this deletes its checkpoints and adapter).",
+                f"output_dir {folder}에 설정이 다른 학습이 있습니다: {listed}. 이어서 학습하면 두 학습이 섞입니다. "
+                "새 output_dir를 쓰거나(make_trainer(..., output_dir=...)), train()에 resume=False를 넘겨 그 "
+                "폴더에서 처음부터 다시 학습하세요(그 폴더의 체크포인트와 어댑터를 지웁니다)."
+            ))
         if record and record.get("finished"):
             return _restore_finished(trainer, folder, record["finished"])
         if checkpoint:
-            print(f"Resuming from {checkpoint} (same settings; resume=False or a new output_dir starts over).")
+            print(pick(f"Resuming from {checkpoint} (same settings; resume=False or a new output_dir starts over).",
+                       f"{checkpoint}에서 이어서 학습합니다(설정이 같습니다. resume=False나 새 output_dir로 처음부터 "
+                       "다시 할 수 있습니다)."))
     # Under a multi-GPU launch every process has read the record above before the main process rewrites it.
     trainer.accelerator.wait_for_everyone()
     if main:
@@ -576,7 +606,7 @@ def train(trainer: SFTTrainer, resume: bool = True) -> TrainOutput:
             output = trainer.train(resume_from_checkpoint=checkpoint)
     except RuntimeError as e:  # torch.OutOfMemoryError is one; the paged optimizer's is a plain RuntimeError
         if _is_out_of_memory(e):
-            raise torch.OutOfMemoryError(OOM_ADVICE) from e
+            raise torch.OutOfMemoryError(pick(OOM_ADVICE, OOM_ADVICE_KO)) from e
         raise
     stopped = guard(trainer)
     if stopped and stopped.message:
@@ -601,10 +631,14 @@ def check_finite_logits(model: PreTrainedModel, tokenizer, prompts: str | list[s
         logits = model(**batch).logits[:, -1].float()
     bad = int((~torch.isfinite(logits)).sum())
     if bad:
-        raise FloatingPointError(
+        raise FloatingPointError(pick(
             f"The model's next-token scores contain {bad} non-finite values (nan/inf): in fp16, Gemma's activations "
             "overflowed, so this model's answers are garbage. Use the adapter on the 4-bit model instead (it is "
             "saved and works), or merge onto a base loaded in bf16 (a GPU of Ampere or newer) or in fp32 "
-            "(dtype=torch.float32, about 10 GB of memory for Gemma-2B)."
-        )
+            "(dtype=torch.float32, about 10 GB of memory for Gemma-2B).",
+            f"모델의 다음 토큰 점수에 유한하지 않은 값(nan/inf)이 {bad}개 있습니다. fp16에서 Gemma의 활성값이 "
+            "넘쳤으니 이 모델의 답은 믿을 수 없습니다. 대신 4비트 모델에 어댑터를 얹어 쓰거나(어댑터는 저장되어 있고 "
+            "잘 작동합니다), bf16(Ampere 이후 GPU)이나 fp32(dtype=torch.float32, Gemma-2B는 메모리 약 10 GB)로 "
+            "불러온 베이스 모델에 병합하세요."
+        ))
     return logits.abs().max().item()
