@@ -48,8 +48,8 @@ def check_absmax_codes(answer: object, x: torch.Tensor) -> bool:
     expected = torch.round(x.float() * (127 / x.abs().max()))
     return check(pick("Exercise 1: absmax int8 by hand", "연습 1: 손으로 양자화하기"), _matches(answer, expected),
                  pick("c = 127 / x.abs().max(), then torch.round(c * x): the largest magnitude becomes ±127.",
-                      "c = 127 / x.abs().max()를 구한 뒤 torch.round(c * x): "
-                      "절댓값이 가장 큰 값이 ±127이 됩니다."))
+                      "c = 127 / x.abs().max()를 구한 뒤 torch.round(c * x)를 계산하세요. "
+                      "절댓값이 가장 큰 값은 ±127이 됩니다."))
 
 
 def check_constant_bits(answer: object, const_bits: int = 16, blocksize: int = 128) -> bool:
@@ -71,7 +71,7 @@ def check_block_dequantize(
     return check(pick("Exercise 3: block-wise dequantization", "연습 3: 블록을 직접 역양자화하기"), ok,
                  pick(f"view q as rows of {blocksize}, multiply row i by absmax[i] / 127, reshape to {tuple(shape)}.",
                       f"q를 {blocksize}개씩의 행으로 보고, i번째 행에 absmax[i] / 127을 곱한 뒤 "
-                      f"모양을 {tuple(shape)}(으)로 되돌리세요."))
+                      f"{tuple(shape)} 모양으로 되돌리세요."))
 
 
 def check_nf4_index(answer: object, value: float = 0.3) -> bool:
@@ -80,7 +80,7 @@ def check_nf4_index(answer: object, value: float = 0.3) -> bool:
     expected = torch.bucketize(torch.tensor(value), (code[1:] + code[:-1]) / 2)
     return check(pick("Exercise 1: one value into NF4", "연습 1: NF4로 값 하나 옮기기"), _matches(answer, expected),
                  pick(f"find the level of the NF4 table closest to {value} and give its position (0 = -1.0, 15 = 1.0).",
-                      f"NF4 표에서 {value}에 가장 가까운 레벨을 찾아 그 위치를 답하세요 "
+                      f"NF4 표에서 {value}에 가장 가까운 레벨을 찾아 그 인덱스를 답하세요 "
                       "(0 = -1.0, 15 = 1.0)."))
 
 
@@ -126,7 +126,7 @@ def check_lora_params(answer: object, config: object, r: int = 8) -> bool:
                  _matches(answer, expected),
                  pick(f"each adapted layer h -> o adds r * (h + o) = {r} * (h + o); k and v map 2048 -> 256; "
                       "count q, k, v, o in every layer.",
-                      f"어댑터를 붙인 층 h -> o 하나가 r * (h + o) = {r} * (h + o)개를 더합니다. "
+                      f"어댑터를 붙인 층 h -> o 하나가 파라미터를 r * (h + o) = {r} * (h + o)개 더합니다. "
                       "k와 v는 2048 -> 256입니다. 모든 층의 q, k, v, o를 세세요."))
 
 
@@ -166,7 +166,7 @@ def check_zeropoint_codes(answer: object, x: torch.Tensor, bits: int = 8) -> boo
                 "zero_point = round(-min / scale), q = clamp(round(x / scale) + zero_point, 0, 255).")
     if ok is False and _matches(answer, quant.absmax_quantize(x)[0].float()):
         hint = pick("those are absmax codes: zero-point maps [min, max] onto 0..255 instead of ±absmax onto ±127. ",
-                    "그것은 absmax 코드입니다: 영점 양자화는 ±absmax를 ±127에 맞추는 대신 "
+                    "입력한 답은 absmax 코드입니다: 영점 양자화는 ±absmax를 ±127에 맞추는 대신 "
                     "[min, max]를 0..255에 맞춥니다. ") + hint
     return check(pick("Exercise 4: zero-point by hand", "연습 4: 손으로 영점 양자화하기"), ok, hint)
 
@@ -203,7 +203,7 @@ def check_lora_output(answer: object, expected: torch.Tensor) -> bool:
     """Notebook 03, exercise 4 (code): one LoRA layer's output computed from its parts, against the layer's."""
     hint = pick("X @ W.T with W = the double-dequantized base weight, plus s * X @ A.T @ B.T with A = lora_A, "
                 "B = lora_B and s = lora_alpha / r; compare in float32.",
-                "X @ W.T(W = 이중 역양자화한 기본 가중치)에 s * X @ A.T @ B.T"
+                "X @ W.T(W = 이중 역양자화한 베이스 가중치)에 s * X @ A.T @ B.T"
                 "(A = lora_A, B = lora_B, s = lora_alpha / r)를 더하세요. float32로 비교합니다.")
     ok = None if answer is None else False
     if isinstance(answer, torch.Tensor) and answer.shape == expected.shape:
@@ -227,7 +227,7 @@ def check_lora_adamw_bytes(answer: object, config, r: int = 16) -> bool:
                  _matches(answer, expected),
                  pick(f"count the LoRA parameters at r={r} (each A is r x in, each B is out x r), then 8 bytes each.",
                       f"r={r}일 때의 LoRA 파라미터를 세고(A는 r x in, B는 out x r), "
-                      "파라미터 하나마다 8바이트를 곱하세요."))
+                      "파라미터 수에 8바이트를 곱하세요(파라미터당 8바이트)."))
 
 
 def check_fp32_tensors(answer: object, numels: list[int]) -> bool:
@@ -269,7 +269,7 @@ def check_epoch_steps(answer: object, n_blocks: int, args) -> bool:
     return check(pick("Exercise 2: steps in one epoch", "연습 2: 한 에폭의 스텝 수"), _matches(answer, expected),
                  pick("each step takes batch size x gradient accumulation blocks; a last, partial step still counts "
                       "(round up).",
-                      "스텝마다 배치 크기 x 그레이디언트 누적 개의 블록을 씁니다. "
+                      "스텝마다 (배치 크기 × 그레이디언트 누적 횟수)개의 블록을 씁니다. "
                       "블록이 모자란 마지막 스텝도 한 스텝입니다(올림)."))
 
 

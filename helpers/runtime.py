@@ -89,7 +89,7 @@ def describe(rt: Runtime) -> str:
                 f"Smoke mode (COURSE_MODE=smoke) on {where}: a tiny Gemma-architecture model on the CPU with "
                 f"the shipped sample data, although a GPU ({rt.gpu_name}) is present (unset COURSE_MODE to use it).",
                 f"스모크 모드(COURSE_MODE=smoke), {where}: GPU({rt.gpu_name})가 있지만 CPU에서 Gemma 구조의 작은 "
-                "모델을 함께 제공되는 샘플 데이터로 실행합니다(GPU를 쓰려면 COURSE_MODE를 지우세요).",
+                "모델을 함께 제공되는 샘플 데이터로 실행합니다(GPU를 쓰려면 COURSE_MODE 설정을 지우세요).",
             )
         line = pick("Smoke mode: no GPU found, so this runs a tiny Gemma-architecture model on the shipped sample data",
                     "스모크 모드: GPU가 없으므로 Gemma 구조의 작은 모델을 함께 제공되는 샘플 데이터로 실행합니다")
@@ -100,14 +100,15 @@ def describe(rt: Runtime) -> str:
         }
         if rt.platform in gpu_runtime:
             return pick(f"{line}. For the real run on {where}, choose a GPU runtime ({gpu_runtime[rt.platform]}).",
-                        f"{line}. {where}에서 실제 실행을 하려면 GPU 런타임을 고르세요({gpu_runtime[rt.platform]}).")
-        return line + pick(" (set COURSE_MODE=full to override).", "(COURSE_MODE=full로 바꿀 수 있습니다).")
+                        f"{line}. {where}에서 실제로 실행하려면 GPU 런타임을 고르세요({gpu_runtime[rt.platform]}).")
+        return line + pick(" (set COURSE_MODE=full to override).", "(전체 모드로 강제하려면 COURSE_MODE=full).")
     if not rt.gpu_count:
         return pick(
             f"Full mode (COURSE_MODE=full) on {where}, but no GPU found: loading Gemma-2B will fail. Pick a GPU "
             "runtime (Colab: Runtime > Change runtime type > T4 GPU) or unset COURSE_MODE for smoke mode.",
             f"전체 모드(COURSE_MODE=full), {where}: GPU가 없어 Gemma-2B를 불러오지 못합니다. GPU 런타임을 "
-            "고르거나(Colab: Runtime > Change runtime type > T4 GPU) 스모크 모드를 쓰려면 COURSE_MODE를 지우세요.",
+            "고르거나(Colab: 런타임 > 런타임 유형 변경 > T4 GPU), 스모크 모드로 실행하려면 COURSE_MODE 설정을 "
+            "지우세요.",
         )
     dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}[rt.dtype]
     why = pick(" (no bf16 below compute capability 8.0)", "(연산 능력 8.0 미만에는 bf16이 없음)")
@@ -117,7 +118,7 @@ def describe(rt: Runtime) -> str:
         f"Full mode on {where}: {rt.gpu_name}, {rt.gpu_memory_gb} GB, compute capability {major}.{minor}, "
         f"{dtype} compute{why}; Gemma-2B on the dolly-15k data.",
         f"전체 모드, {where}: {rt.gpu_name}, {rt.gpu_memory_gb} GB, 연산 능력(compute capability) {major}.{minor}, "
-        f"{dtype} 연산{why}; dolly-15k 데이터로 Gemma-2B를 학습합니다.",
+        f"{dtype} 연산{why}; 모델 Gemma-2B, 데이터 dolly-15k(학습은 노트북 05에서).",
     )
     if rt.gpu_count > 1:
         line += pick(
@@ -125,7 +126,7 @@ def describe(rt: Runtime) -> str:
             "splitting it would only add transfers while one GPU waits; GPUS = 2 in notebook 05 trains on both.",
             f" GPU {rt.gpu_count}개 가운데 0번을 씁니다(device_map={{'': 0}}): 4비트 모델(약 3 GB)은 GPU 한 장에 "
             "들어가고, 나누면 한 GPU가 기다리는 동안 전송만 늘어납니다. "
-            "노트북 05의 GPUS = 2는 두 장 모두에서 학습합니다.",
+            "노트북 05에서 GPUS = 2로 두면 두 장 모두로 학습합니다.",
         )
     return line
 

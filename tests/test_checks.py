@@ -452,7 +452,7 @@ def test_checks_answer_in_korean(capsys, korean, call, right, wrong):
 
 
 @pytest.mark.parametrize("call, answer, words", [
-    (lambda a: checks.check_zeropoint_codes(a, X4), quant.absmax_quantize(X4)[0], "그것은 absmax 코드입니다"),
+    (lambda a: checks.check_zeropoint_codes(a, X4), quant.absmax_quantize(X4)[0], "입력한 답은 absmax 코드입니다"),
     (checks.check_nf3_code, torch.cat([quant.normal_float_code(3), torch.zeros(1)]), "두 0 중 하나를 빼세요"),
     (checks.check_nf3_code, quant.normal_float_code(3) * 2.5, "정규화하세요"),
     (lambda a: checks.check_lora_output(a, LORA_Y), LORA_Y.T, f"{tuple(LORA_Y.shape)} (b x o)여야 하는데"),
