@@ -62,7 +62,7 @@ def token_stats(model, tokenizer, rows, batch_size: int = 2) -> dict:
                 del logits, logp
     finally:
         model.train(was_training)
-    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
+    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
     return {"answer loss": nll / count, "answer tokens": count, "P(<eos>) at start": mean(start_p),
             "P(<eos>) inside": mean(inside_p), "P(<eos>) at end": mean(end_p)}
 
@@ -84,8 +84,9 @@ def check_lcs_words(answer: object) -> bool:
                  pick("find the longest run of words both share in order (not necessarily adjacent); precision = "
                       "its length / the answer's words, recall = its length / the reference's words, F = their "
                       "harmonic mean.",
-                      "두 문장이 같은 순서로 공유하는 가장 긴 단어 열(붙어 있지 않아도 됨)을 찾으세요. 정밀도 = 그 길이 / "
-                      "답변의 단어 수, 재현율 = 그 길이 / 참조의 단어 수, F = 두 값의 조화 평균입니다."))
+                      "두 문장이 같은 순서로 공유하는 가장 긴 단어 열(붙어 있지 않아도 됨)을 찾으세요. "
+                      "정밀도 = 그 길이 / 답변의 단어 수, 재현율 = 그 길이 / 참조의 단어 수, "
+                      "F = 두 값의 조화 평균입니다."))
 
 
 def check_share_interval(answer: object, k: int = 24, n: int = 48) -> bool:
