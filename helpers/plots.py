@@ -49,7 +49,9 @@ def stacked_bars(labels: Sequence[str], parts: Mapping[str, Sequence[float]], ti
                edgecolor="black", linewidth=0.5)
         bottoms = bottoms + np.asarray(heights, dtype=float)
     for i, total in enumerate(bottoms):
-        ax.text(i, total, f"{total:.1f}", ha="center", va="bottom", fontsize=8)
+        # Counts (answers, rows) are whole numbers: show them as such, anything else to one decimal.
+        ax.text(i, total, f"{total:.0f}" if float(total).is_integer() else f"{total:.1f}", ha="center", va="bottom",
+                fontsize=8)
     if line is not None:
         ax.axhline(line[0], color="black", ls="--", label=line[1])
     top = max([*bottoms, line[0] if line else 0])

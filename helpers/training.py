@@ -642,3 +642,30 @@ def check_finite_logits(model: PreTrainedModel, tokenizer, prompts: str | list[s
             "불러온 베이스 모델에 병합하세요."
         ))
     return logits.abs().max().item()
+
+
+def find_run(rt: Runtime | None = None, folder: str | os.PathLike | None = None) -> tuple[Path, dict] | None:
+    """Return (folder, record) of the newest finished run that notebook 05 saved for this mode, or None.
+
+    It looks in folder, or else in output_dir(rt) (Drive on Colab when mounted, /kaggle/working on Kaggle, else
+    local outputs) and its sub-folders one level down (05 trains into <output_dir>/<preset>, two GPUs into
+    <output_dir>/<preset>-2gpus). In smoke mode only runs of the "smoke" preset count, on a GPU only the others.
+    """
+    rt = check_runtime(rt) or detect()
+    if folder is not None and not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"folder must be a folder path (str or Path) or None for the course's, got {folder!r}.")
+    root = Path(folder) if folder is not None else output_dir(rt)
+    found = []
+    for path in [root / RUN_FILE, *sorted(root.glob(f"*/{RUN_FILE}"))] if root.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # a half-written or foreign file is not a finished run
+        finished = record.get("finished") if isinstance(record, dict) else None
+        smoke = record.get("settings", {}).get("preset") == "smoke" if finished else None
+        if finished and smoke == (rt.mode == "smoke") and (path.parent / finished["adapter"]).is_dir():
+            found.append((path.stat().st_mtime, path.parent, record))
+    if not found:
+        return None
+    _, where, record = max(found, key=lambda item: item[0])
+    return where, record

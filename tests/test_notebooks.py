@@ -63,8 +63,8 @@ def test_unexplained_noise_flags_warnings_and_stuck_bars_but_not_the_allowed_lin
     assert len(noise) == 5
 
 
-def test_the_course_has_its_five_notebooks():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+def test_the_course_has_its_six_notebooks():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS + KOREAN, ids=lambda p: p.relative_to(ROOT / "notebooks").as_posix())
