@@ -354,7 +354,12 @@ def main(argv: list[str]) -> int:
         with environ(**course_env):
             execute(with_max_steps(nbformat.read(NB05, as_version=4), max_steps), out / NB05.name, step_deadline,
                     kernel_args, append=[facts_cell(facts)])
-        summary["notebook_05"] = json.loads(facts.read_text())
+        summary["notebook_05"] = ran = json.loads(facts.read_text())
+        # The point of the step: the notebook really ran the learner's GPU path (full mode, fp16, not bf16).
+        wanted = dict(mode="smoke") if args.dry_run else dict(mode="full", dtype="torch.float16", fp16=True, bf16=False)
+        wrong = {key: ran.get(key) for key, value in wanted.items() if ran.get(key) != value}
+        if wrong:
+            raise RuntimeError(f"notebook 05 ran, but not as the check meant: {wrong}, wanted {wanted}")
         return {"file": NB05.name}
 
     ran_05 = step("notebook 05 (full mode on the stand-in)" if not args.dry_run else "notebook 05 (smoke mode)",
