@@ -11,7 +11,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # One notebook instead of all of them: `make course NB=03`.
 NB ?=
 
-.PHONY: course test lab venv clean
+.PHONY: course test lab venv clean gpu-check
 
 venv: $(VENV)/.ready
 
@@ -46,3 +46,10 @@ clean:
 .PHONY: mutants
 mutants: venv
 	$(PY) scripts/mutants.py
+
+# The GPU path on a CUDA GPU in one call (scripts/gpu_check.py; the call for the lent GPU machine is in
+# benchmarks/README.md): results in $(OUT) when set, else build/gpu_check/. `make gpu-check DRY_RUN=1` walks it on the
+# CPU with the tiny model. No venv prerequisite: the GPU machine has no registry, it brings its packages as wheels.
+CHECK_PY := $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(CHECK_PY) scripts/gpu_check.py $(if $(DRY_RUN),--dry-run)

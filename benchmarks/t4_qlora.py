@@ -17,8 +17,11 @@ Without a GPU it prints one line and exits 0. `--dry-run` runs every variant's c
 with the tiny model and a couple of steps (what the tests use; Liger is reported as skipped there) and
 never writes into benchmarks/results.
 
+`--variants t4,t4_fast,...` times only the named variants (in VARIANTS' order); `--model DIR` loads a model folder
+already saved with Gemma-2B's shapes (the GPU check's stand-in, scripts/gpu_check.py) instead of building one.
+
 Usage: pip install -r benchmarks/requirements.txt; python benchmarks/t4_qlora.py [--steps 20] [--warmup 3]
-       [--dry-run --out DIR]
+       [--variants NAME,NAME] [--model DIR] [--out DIR] [--dry-run --out DIR]
 """
 import argparse
 import dataclasses
@@ -228,6 +231,18 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pick_variants(names: str | None) -> list[tuple[str, str, str]]:
+    """Return the VARIANTS named in a comma-separated list (all of them for None), in VARIANTS' order."""
+    if names is None:
+        return list(VARIANTS)
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = [name for name, _, _ in VARIANTS]
+    unknown = [n for n in wanted if n not in known]
+    if unknown or not wanted:
+        raise ValueError(f"--variants takes names of {known}, separated by commas; unknown: {unknown or names!r}")
+    return [v for v in VARIANTS if v[0] in wanted]
+
+
 def main(argv: list[str]) -> int:
     """Run the benchmark (or its CPU dry run) and write the results; return an exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -235,7 +250,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--dry-run", action="store_true", help="tiny model on the CPU, for the tests")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--variants", help="comma-separated variant names (default: all), e.g. t4,t4_fast,t4_b4")
+    parser.add_argument("--model", type=Path, help="a saved Gemma-2B-shaped model folder to load instead of building")
     args = parser.parse_args(argv)
+    try:
+        variants = pick_variants(args.variants)
+    except ValueError as e:
+        parser.error(str(e))
     if not args.dry_run and not torch.cuda.is_available():
         print("No CUDA GPU here: the T4 benchmark needs one, so nothing was measured.")
         return 0
@@ -251,11 +272,14 @@ def main(argv: list[str]) -> int:
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        if args.dry_run:
+        if args.model:
+            folder = args.model
+        elif args.dry_run:
             folder = Path(loading.tiny_gemma())
         else:
             folder = scratch / "gemma-2b-shaped"
             build_model_folder(loading.gemma_2b_config(), folder)
+        if not args.dry_run:
             # From here on, keep to a T4's memory.
             total_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
             torch.cuda.set_per_process_memory_fraction(min(1.0, T4_MEMORY_GB / total_gb))
@@ -264,12 +288,12 @@ def main(argv: list[str]) -> int:
         rows = data.load_alpaca(dataclasses.replace(rt, mode="smoke"))
         # Enough packed 512-token blocks for warm-up plus the timed steps at 4 blocks per step.
         train_rows = concatenate_datasets([rows] * (4 if args.dry_run else 40))
-        print(f"{rt.gpu_name or 'CPU'}: timing {len(VARIANTS)} variants for {args.steps} steps after "
+        print(f"{rt.gpu_name or 'CPU'}: timing {len(variants)} variants for {args.steps} steps after "
               f"{args.warmup} warm-up steps", flush=True)
         # The dry run only walks every variant's code path: short blocks keep it quick on a CPU.
         overrides = dict(max_length=128) if args.dry_run else {}
         results = []
-        for variant in VARIANTS:
+        for variant in variants:
             results.append(run_variant(model, tokenizer, train_rows, variant, rt, args.steps, args.warmup, scratch,
                                        **overrides))
             print(json.dumps(results[-1]), flush=True)

@@ -1,11 +1,14 @@
-"""The instruction data: dolly-15k (English or Korean) on a GPU, a shipped sample of the same shape in smoke mode."""
+"""The instruction data: dolly-15k (English or Korean) on a GPU, a shipped sample of the same shape in smoke mode.
+
+COURSE_DATA=sample takes the shipped sample in full mode too (the GPU check runs full mode without the Hub).
+"""
 
 import math
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
-from helpers.runtime import Runtime, check_runtime, detect
+from helpers.runtime import Runtime, check_runtime, course_data, detect
 
 DOLLY = "c-s-ale/dolly-15k-instruction-alpaca-format"
 DOLLY_KO = "nlpai-lab/databricks-dolly-15k-ko"
@@ -80,12 +83,12 @@ def _download(name: str) -> Dataset:
 
 
 def load_alpaca(rt: Runtime | None = None, limit: int | None = None, dataset: str = "dolly") -> Dataset:
-    """Load dolly-15k or dolly-ko (full mode) or its shipped sample (smoke mode), checked, cut to `limit` rows."""
+    """Load dolly-15k or dolly-ko (full mode) or its shipped sample (smoke mode, COURSE_DATA=sample), cut to `limit`."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive whole number of rows or None for all, got {limit!r}.")
     source = DATASETS[check_dataset_name(dataset)]
     rt = check_runtime(rt) or detect()
-    if rt.mode == "full":
+    if rt.mode == "full" and course_data() == "hub":
         ds = _download(source["hub"])
     else:
         ds = load_dataset("json", data_files=str(sample_path(dataset)), split="train")

@@ -25,9 +25,9 @@ from transformers.utils import logging as transformers_logging
 from helpers.auth import GatedModelError, hf_token, is_auth_error
 from helpers.data import sample_path
 from helpers.prompting import format_prompt
-from helpers.runtime import Runtime, check_runtime, cpu_threads, detect
+from helpers.runtime import HUB_MODEL, Runtime, check_runtime, course_model, cpu_threads, detect
 
-GEMMA = "google/gemma-2b"
+GEMMA = HUB_MODEL
 QUANT_TYPES = ("nf4", "fp4")
 # Gemma's special-token ids (pad 0, eos 1, bos 2, unk 3), kept in the tiny model too.
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
@@ -320,6 +320,8 @@ def tiny_gemma(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str
 
 
 def model_name(rt: Runtime | None = None) -> str:
-    """Return the model to load: Gemma-2B in full mode, the tiny Gemma's folder in smoke mode."""
+    """Return the model to load: Gemma-2B (or COURSE_MODEL's folder) in full mode, the tiny Gemma's in smoke mode."""
     rt = check_runtime(rt) or detect()
-    return GEMMA if rt.mode == "full" else tiny_gemma()
+    if rt.mode == "smoke":
+        return tiny_gemma()
+    return course_model() or GEMMA

@@ -11,6 +11,10 @@ import torch
 from helpers.language import pick
 
 MODES = ("full", "smoke")
+# Full mode's model and data when nothing overrides them; COURSE_MODEL and COURSE_DATA=sample stand in for them (the
+# GPU check, scripts/gpu_check.py, runs full mode on a machine that cannot reach the Hub).
+HUB_MODEL = "google/gemma-2b"
+DATA_SOURCES = ("hub", "sample")
 
 
 @dataclass
@@ -59,6 +63,46 @@ def course_mode(has_gpu: bool) -> str:
     return mode
 
 
+def course_model() -> str | None:
+    """Return COURSE_MODEL, the model folder full mode loads in place of google/gemma-2b, or None when unset."""
+    folder = os.environ.get("COURSE_MODEL", "").strip()
+    if not folder:
+        return None
+    folder = os.path.abspath(os.path.expanduser(folder))
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise ValueError(pick(
+            f"COURSE_MODEL={os.environ['COURSE_MODEL']!r} is not a model folder (no config.json in {folder}): set it "
+            "to a folder that save_pretrained wrote, or unset it to load google/gemma-2b from the Hub.",
+            f"COURSE_MODEL={os.environ['COURSE_MODEL']!r}은(는) 모델 폴더가 아닙니다({folder}에 config.json이 없음): "
+            "save_pretrained로 저장한 폴더를 지정하거나, Hub의 google/gemma-2b를 쓰려면 COURSE_MODEL을 지우세요.",
+        ))
+    return folder
+
+
+def course_data() -> str:
+    """Return full mode's data source: "hub" (dolly-15k or dolly-ko), or "sample" (COURSE_DATA=sample)."""
+    source = os.environ.get("COURSE_DATA", "").strip().lower() or "hub"
+    if source not in DATA_SOURCES:
+        raise ValueError(pick(
+            f"COURSE_DATA={os.environ['COURSE_DATA']!r} is not a data source: set COURSE_DATA to 'sample' (the "
+            "shipped sample in full mode too) or 'hub', or unset it.",
+            f"COURSE_DATA={os.environ['COURSE_DATA']!r}은(는) 데이터 출처가 아닙니다: 전체 모드에서도 함께 제공되는 "
+            "샘플을 쓰려면 'sample', Hub 데이터셋을 쓰려면 'hub'로 지정하거나 COURSE_DATA를 지우세요.",
+        ))
+    return source
+
+
+def force_fp16() -> bool:
+    """Return whether COURSE_FORCE_FP16=1 asks a bf16-capable GPU for a T4's fp16 compute (the GPU check does)."""
+    value = os.environ.get("COURSE_FORCE_FP16", "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(pick(
+            f"COURSE_FORCE_FP16={value!r}: set it to 1 (fp16 compute, as on a T4) or 0, or unset it.",
+            f"COURSE_FORCE_FP16={value!r}: 1(T4처럼 fp16 연산) 또는 0으로 지정하거나 지우세요.",
+        ))
+    return value == "1"
+
+
 def detect() -> Runtime:
     """Inspect the machine and return its Runtime (COURSE_MODE=smoke|full overrides the mode)."""
     gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -71,11 +115,23 @@ def detect() -> Runtime:
     if mode == "smoke" or not gpu_count:
         dtype, device_map = torch.float32, {"": "cpu"}
     else:
-        # bf16 needs compute capability 8.0 (Ampere); a T4 is 7.5, so it gets fp16.
-        dtype = torch.bfloat16 if capability >= (8, 0) else torch.float16
+        # bf16 needs compute capability 8.0 (Ampere); a T4 is 7.5, so it gets fp16 (and so does COURSE_FORCE_FP16=1).
+        dtype = torch.bfloat16 if capability >= (8, 0) and not force_fp16() else torch.float16
         # One GPU even when there are two (Kaggle): 3 GB fits one T4; a split only adds transfers while one idles.
         device_map = {"": 0}
     return Runtime(detect_platform(), gpu_name, gpu_count, memory_gb, capability, dtype, mode, device_map)
+
+
+def sources() -> str:
+    """Return where full mode's model and data come from, in the session's language (notebook 05 picks the data set)."""
+    folder = course_model()
+    model = (pick(f"model: {folder} (COURSE_MODEL, in place of {HUB_MODEL})",
+                  f"모델: {folder}(COURSE_MODEL, {HUB_MODEL} 대신)") if folder
+             else pick(f"model: {HUB_MODEL} from the Hugging Face Hub", f"모델: Hugging Face Hub의 {HUB_MODEL}"))
+    data = (pick("data: the shipped sample (COURSE_DATA=sample, in place of the Hub's data sets)",
+                 "데이터: 함께 제공되는 샘플(COURSE_DATA=sample, Hub 데이터셋 대신)") if course_data() == "sample"
+            else pick("data: a data set from the Hub", "데이터: Hub의 데이터셋"))
+    return f"{model}, {data}"
 
 
 def describe(rt: Runtime) -> str:
@@ -111,14 +167,18 @@ def describe(rt: Runtime) -> str:
             "지우세요.",
         )
     dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}[rt.dtype]
-    why = pick(" (no bf16 below compute capability 8.0)", "(연산 능력 8.0 미만에는 bf16이 없음)")
-    why = why if rt.dtype == torch.float16 else ""
+    if rt.dtype == torch.float16 and rt.compute_capability >= (8, 0):
+        why = pick(" (COURSE_FORCE_FP16=1, as on a T4)", "(COURSE_FORCE_FP16=1, T4처럼)")
+    elif rt.dtype == torch.float16:
+        why = pick(" (no bf16 below compute capability 8.0)", "(연산 능력 8.0 미만에는 bf16이 없음)")
+    else:
+        why = ""
     major, minor = rt.compute_capability
     line = pick(
         f"Full mode on {where}: {rt.gpu_name}, {rt.gpu_memory_gb} GB, compute capability {major}.{minor}, "
-        f"{dtype} compute{why}; Gemma-2B on the dolly-15k data.",
+        f"{dtype} compute{why}; {sources()}.",
         f"전체 모드, {where}: {rt.gpu_name}, {rt.gpu_memory_gb} GB, 연산 능력(compute capability) {major}.{minor}, "
-        f"{dtype} 연산{why}; 모델 Gemma-2B, 데이터 dolly-15k(학습은 노트북 05에서).",
+        f"{dtype} 연산{why}; {sources()}.",
     )
     if rt.gpu_count > 1:
         line += pick(

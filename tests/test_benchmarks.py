@@ -123,3 +123,13 @@ def test_a_dry_run_walks_every_variant_and_writes_a_report(tmp_path, monkeypatch
     assert report["weights_measured_bytes"] == report["weights_predicted_bytes"] > 0
     text = path.with_suffix(".md").read_text()
     assert text.startswith("A CPU dry run on") and "| t4_b4_fast | 4 x 1 | False | sdpa |" in text
+
+
+def test_variants_are_picked_by_name_in_the_benchmarks_order(capsys):
+    assert [v[0] for v in bench.pick_variants("t4_b4_fast, t4,t4_fast")] == ["t4", "t4_fast", "t4_b4_fast"]
+    assert bench.pick_variants(None) == bench.VARIANTS
+    with pytest.raises(ValueError, match=r"unknown: \['t4_b8'\]"):
+        bench.pick_variants("t4,t4_b8")
+    with pytest.raises(SystemExit) as exited:
+        bench.main(["--variants", "t4,fast"])
+    assert exited.value.code == 2 and "unknown: ['fast']" in capsys.readouterr().err

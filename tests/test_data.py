@@ -17,6 +17,7 @@ CATEGORIES = {
 @pytest.fixture
 def smoke_rt(monkeypatch):
     monkeypatch.delenv("COURSE_MODE", raising=False)
+    monkeypatch.delenv("COURSE_DATA", raising=False)
     return replace(runtime.detect(), mode="smoke")
 
 
@@ -166,3 +167,14 @@ def test_the_smallest_splits_work(smoke_rt):
     two = data.load_alpaca(smoke_rt, limit=2)
     assert [len(p) for p in data.split(two, eval_size=1).values()] == [1, 1]
     assert [len(p) for p in data.split(two, eval_size=0.5).values()] == [1, 1]
+
+
+@pytest.mark.parametrize("dataset", ["dolly", "dolly-ko"])
+def test_course_data_sample_loads_the_shipped_sample_in_full_mode(monkeypatch, smoke_rt, dataset):
+    monkeypatch.setattr(data, "_download", lambda name: pytest.fail(f"downloaded {name}"))
+    monkeypatch.setenv("COURSE_DATA", "sample")
+    full = data.load_alpaca(replace(smoke_rt, mode="full"), dataset=dataset)
+    assert full.to_list() == data.load_alpaca(smoke_rt, dataset=dataset).to_list()
+    monkeypatch.setenv("COURSE_DATA", "hub")
+    with pytest.raises(pytest.fail.Exception, match=f"downloaded {data.DATASETS[dataset]['hub']}"):
+        data.load_alpaca(replace(smoke_rt, mode="full"), dataset=dataset)

@@ -184,3 +184,15 @@ def test_a_cached_tiny_model_is_rebuilt_when_the_courses_shape_changes(tiny_dir,
     monkeypatch.setattr(loading, "TINY_SHAPE", {**loading.TINY_SHAPE, "hidden_size": 32})
     assert loading.tiny_gemma(seed=0, cache_dir=tmp_path) == str(cached)
     assert AutoConfig.from_pretrained(cached).hidden_size == 32
+
+
+def test_course_model_replaces_gemma_2b_in_full_mode_only(monkeypatch, tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setattr(loading, "tiny_gemma", lambda: "the tiny Gemma's folder")
+    monkeypatch.delenv("COURSE_MODEL", raising=False)
+    assert (loading.model_name(T4), loading.model_name(SMOKE)) == ("google/gemma-2b", "the tiny Gemma's folder")
+    monkeypatch.setenv("COURSE_MODEL", str(tmp_path))
+    assert (loading.model_name(T4), loading.model_name(SMOKE)) == (str(tmp_path), "the tiny Gemma's folder")
+    monkeypatch.setenv("COURSE_MODEL", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="is not a model folder"):
+        loading.model_name(T4)

@@ -1,14 +1,32 @@
 """Runtime detection on faked Colab, Kaggle and CPU machines."""
 
+import re
 import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from helpers import runtime
+from helpers import language, runtime
 
-PLATFORM_VARS = ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "COURSE_MODE")
+PLATFORM_VARS = ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "COURSE_MODE", "COURSE_MODEL", "COURSE_DATA",
+                 "COURSE_FORCE_FP16")
+HANGUL = re.compile("[\uac00-\ud7a3]")
+
+
+@pytest.fixture
+def korean():
+    """Pick the Korean lines for one test, English again afterwards."""
+    language.set_language("ko")
+    yield
+    language.set_language("en")
+
+
+@pytest.fixture
+def stand_in(tmp_path):
+    """A folder that looks like a saved model (config.json), for COURSE_MODEL."""
+    (tmp_path / "config.json").write_text("{}")
+    return tmp_path
 
 
 @pytest.fixture
@@ -118,3 +136,62 @@ def test_one_gpu_is_not_described_as_one_of_several(machine):
     line = runtime.describe(runtime.detect())
     assert " of 1" not in line and "GPU 0" not in line and "device_map" not in line
     assert line.startswith("Full mode on Kaggle: Tesla T4, 15.0 GB, compute capability 7.5, fp16 compute")
+
+
+def test_the_full_mode_line_names_the_model_and_the_data_source_and_claims_no_training(machine):
+    # Notebooks 01-04 print it too (no training there), and notebook 05's DATASET may be dolly-ko: name neither.
+    machine(count=1, env={"COLAB_RELEASE_TAG": "r"})
+    line = runtime.describe(runtime.detect())
+    assert line.endswith("; model: google/gemma-2b from the Hugging Face Hub, data: a data set from the Hub.")
+    assert not re.search("dolly|train|learn", line, re.IGNORECASE) and not HANGUL.search(line)
+
+
+def test_the_korean_full_mode_line_names_the_model_and_the_data_source_and_claims_no_training(machine, korean):
+    machine(count=1, env={"COLAB_RELEASE_TAG": "r"})
+    line = runtime.describe(runtime.detect())
+    assert line.startswith("전체 모드, Colab: Tesla T4") and "(연산 능력 8.0 미만에는 bf16이 없음)" in line
+    assert line.endswith("; 모델: Hugging Face Hub의 google/gemma-2b, 데이터: Hub의 데이터셋.")
+    assert not re.search("dolly|학습", line)
+
+
+def test_a_stand_in_model_sample_data_and_forced_fp16_are_named_in_the_mode_line(machine, stand_in, monkeypatch):
+    monkeypatch.chdir(stand_in.parent)
+    machine(count=1, name="NVIDIA H100 80GB HBM3", memory_gib=79.2, capability=(9, 0),
+            env={"COURSE_MODEL": stand_in.name, "COURSE_DATA": "Sample", "COURSE_FORCE_FP16": "1"})
+    rt = runtime.detect()
+    assert (rt.mode, rt.dtype) == ("full", torch.float16)
+    assert runtime.course_model() == str(stand_in) and runtime.course_data() == "sample"
+    line = runtime.describe(rt)
+    assert "compute capability 9.0, fp16 compute (COURSE_FORCE_FP16=1, as on a T4);" in line
+    assert line.endswith(f"model: {stand_in} (COURSE_MODEL, in place of google/gemma-2b), data: the shipped sample "
+                         "(COURSE_DATA=sample, in place of the Hub's data sets).")
+
+
+def test_the_korean_mode_line_names_the_stand_in_too(machine, stand_in, korean):
+    machine(count=1, capability=(9, 0), env={"COURSE_MODEL": str(stand_in), "COURSE_DATA": "sample",
+                                              "COURSE_FORCE_FP16": "1"})
+    line = runtime.describe(runtime.detect())
+    assert "fp16 연산(COURSE_FORCE_FP16=1, T4처럼)" in line
+    assert line.endswith(f"모델: {stand_in}(COURSE_MODEL, google/gemma-2b 대신), "
+                         "데이터: 함께 제공되는 샘플(COURSE_DATA=sample, Hub 데이터셋 대신).")
+
+
+def test_without_the_settings_full_mode_keeps_the_hub_and_bf16(machine):
+    machine(count=1, capability=(9, 0), env={"COURSE_MODEL": " ", "COURSE_DATA": "", "COURSE_FORCE_FP16": "0"})
+    assert (runtime.course_model(), runtime.course_data(), runtime.detect().dtype) == (None, "hub", torch.bfloat16)
+
+
+def test_a_course_model_that_is_no_model_folder_is_refused(machine, tmp_path, korean):
+    machine(count=1, env={"COURSE_MODEL": str(tmp_path)})
+    with pytest.raises(ValueError, match="config.json이 없음.*COURSE_MODEL을 지우세요"):
+        runtime.course_model()
+    language.set_language("en")
+    with pytest.raises(ValueError, match=r"is not a model folder \(no config.json in .*unset it"):
+        runtime.course_model()
+
+
+@pytest.mark.parametrize("var, value", [("COURSE_DATA", "dolly"), ("COURSE_FORCE_FP16", "yes")])
+def test_a_misspelt_setting_is_a_clear_error(machine, var, value):
+    machine(count=1, capability=(9, 0), env={var: value})
+    with pytest.raises(ValueError, match=f"{var}='{value}'"):
+        runtime.describe(runtime.detect())
