@@ -18,10 +18,13 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
 KO_START, KO_END = "<!-- notebooks-ko:start -->", "<!-- notebooks-ko:end -->"
-# What each notebook teaches and how long it runs: the README's table shows these. The CPU times
-# are smoke-mode runs measured with `make course` on an idle 2-core machine (2026-11-28: 14, 19, 20,
-# 19 and 24 s, most of it imports); T4 times stay "not measured" until someone runs the notebook on a
-# T4 and writes the figure here (05's is the benchmark's projection, labelled as such).
+# What each notebook teaches and how long it runs: the README's table shows these, the one place the course states
+# its run times (a notebook's "Time:" line should say the same or point here). The CPU times are smoke-mode runs
+# measured with `make course` on an idle 2-core machine (2026-11-28: 14, 19, 20, 19 and 24 s, most of it imports);
+# on 2026-12-06, on 2 cores shared with other jobs (load 5), the English / Korean runs took 10 / 23, 33 / 31,
+# 28 / 25, 22 / 21 and 38 / 50 s, and building the tiny model once 41 s (14 s of CPU). Remeasure after a notebook
+# changes shape. T4 times stay "not measured" until someone runs the notebook on a T4 and writes the figure here
+# (05's is the benchmark's projection, labelled as such).
 TABLE = {
     "01_absmax_int8.ipynb": ("Absmax int8, row-wise and block-wise, checked bit for bit against bitsandbytes",
                              "not measured", "about 15 s"),
