@@ -36,8 +36,13 @@ course: venv
 test: venv
 	$(PY) -m pytest
 
+# JupyterLab serves the whole repository (so the notebooks' links to docs/ open here too) and opens notebooks/.
+# As root (a container, many VMs) Jupyter refuses to start without --allow-root: added when `id -u` is 0.
+# More options: `make lab LAB_ARGS="--no-browser --port 8890"`.
+LAB_ARGS ?=
 lab: venv
-	$(PY) -m jupyter lab --ServerApp.root_dir=notebooks
+	$(PY) -m jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks \
+	  $$(test "$$(id -u)" = 0 && echo --allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf build $(VENV)

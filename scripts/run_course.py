@@ -1,7 +1,8 @@
 """Run the whole course: execute every notebook top to bottom and keep the executed copies.
 
 Without a GPU the notebooks pick smoke mode by themselves (a tiny model, the shipped sample
-data). Executed notebooks go to build/notebooks/, checkpoints to build/outputs/.
+data). Executed notebooks go to build/notebooks/, checkpoints and adapters to build/outputs/en/ and
+build/outputs/ko/: one folder per edition, shared by its notebooks 05 and 06 (06 finds 05's adapter there).
 Usage: python scripts/run_course.py [03 | notebooks/02_nf4.ipynb ...]   (all notebooks by default)
 """
 import json
@@ -83,15 +84,33 @@ def select(args: Sequence[str]) -> list[Path]:
     return chosen or every
 
 
+def edition_of(path: Path) -> str:
+    """"ko" for a notebook of the Korean edition (in a folder named ko), "en" for any other."""
+    return "ko" if path.parent.name == "ko" else "en"
+
+
+def output_dir(base: Path, path: Path) -> Path:
+    """Where a notebook's run writes its checkpoints and adapter: base/<edition>.
+
+    Each edition has its own folder: notebook 05 resumes from any checkpoint it finds, so with one shared folder the
+    Korean 05 would find the English run finished and train nothing. The notebooks of one edition share theirs:
+    notebook 06 loads the adapter that notebook 05 saved.
+    """
+    return base / edition_of(path)
+
+
 def main(args: list[str]) -> int:
     """Execute the given notebooks (all of them by default); return a process exit code."""
-    if "COURSE_OUTPUT_DIR" not in os.environ:
-        # A fresh folder each run: notebook 05 resumes from any checkpoint it finds, and a second run of
-        # the course should train again, not resume a finished run.
-        shutil.rmtree(BUILD / "outputs", ignore_errors=True)
-        os.environ["COURSE_OUTPUT_DIR"] = str(BUILD / "outputs")
+    given = os.environ.get("COURSE_OUTPUT_DIR")
+    if given:
+        base = Path(given)
+    else:
+        # A fresh folder each run: a second run of the course should train again, not resume a finished run.
+        base = BUILD / "outputs"
+        shutil.rmtree(base, ignore_errors=True)
     timings, failed = {}, []
     for path in select(args):
+        os.environ["COURSE_OUTPUT_DIR"] = str(output_dir(base, path))  # the kernel started next inherits it
         # build/notebooks/ mirrors notebooks/: the Korean edition's executed copies go to build/notebooks/ko/.
         name = path.relative_to(NOTEBOOKS).as_posix() if path.is_relative_to(NOTEBOOKS) else path.name
         out_dir = (BUILD / "notebooks" / name).parent
@@ -106,6 +125,10 @@ def main(args: list[str]) -> int:
             continue
         timings[name] = round(time.perf_counter() - start, 1)
         print(f"✓ {name} in {timings[name]} s", flush=True)
+    if given:
+        os.environ["COURSE_OUTPUT_DIR"] = given
+    else:
+        os.environ.pop("COURSE_OUTPUT_DIR", None)
     (BUILD / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     print(f"Executed notebooks are in {BUILD / 'notebooks'}")
     if failed:

@@ -1,8 +1,9 @@
-"""Point every badge, the README's notebook table and each notebook's setup cell at the release in course.toml.
+"""Point the badges, the README table, the setup cells and the notebooks' links at the release in course.toml.
 
-Writes colab_badges.md, rewrites each notebook's "badges" and "setup" cells (nothing else) and the
-README table between <!-- notebooks:start --> and <!-- notebooks:end -->. The English notebooks live in
-notebooks/, the Korean edition (when there is one) in notebooks/ko/ under the same file names.
+Writes colab_badges.md, rewrites each notebook's "badges" and "setup" cells, its links to the repository's own
+files (docs/facts.md, docs/glossary.md, ...) and its kernel metadata (nothing else), and the README table between
+<!-- notebooks:start --> and <!-- notebooks:end -->. The English notebooks live in notebooks/, the Korean edition
+(when there is one) in notebooks/ko/ under the same file names.
 Usage: python scripts/sync_badges.py           # write
        python scripts/sync_badges.py --check   # exit 1 and list what is out of date
 """
@@ -17,10 +18,13 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
 KO_START, KO_END = "<!-- notebooks-ko:start -->", "<!-- notebooks-ko:end -->"
-# What each notebook teaches and how long it runs: the README's table shows these. The CPU times
-# are smoke-mode runs measured with `make course` on an idle 2-core machine (2026-11-28: 14, 19, 20,
-# 19 and 24 s, most of it imports); T4 times stay "not measured" until someone runs the notebook on a
-# T4 and writes the figure here (05's is the benchmark's projection, labelled as such).
+# What each notebook teaches and how long it runs: the README's table shows these, the one place the course states
+# its run times (a notebook's "Time:" line should say the same or point here). The CPU times are smoke-mode runs
+# measured with `make course` on an idle 2-core machine (2026-11-28: 14, 19, 20, 19 and 24 s, most of it imports);
+# on 2026-12-06, on 2 cores shared with other jobs (load 5), the English / Korean runs took 10 / 23, 33 / 31,
+# 28 / 25, 22 / 21 and 38 / 50 s, and building the tiny model once 41 s (14 s of CPU). Remeasure after a notebook
+# changes shape. T4 times stay "not measured" until someone runs the notebook on a T4 and writes the figure here
+# (05's is the benchmark's projection, labelled as such).
 TABLE = {
     "01_absmax_int8.ipynb": ("Absmax int8, row-wise and block-wise, checked bit for bit against bitsandbytes",
                              "not measured", "about 15 s"),
@@ -29,11 +33,13 @@ TABLE = {
                                      "not measured", "about 20 s"),
     "04_paged_optimizers.ipynb": ("Optimizer state is memory; what paged optimizers do (and what they don't)",
                                   "not measured", "about 20 s"),
-    "05_gemma_qlora_t4.ipynb": ("The post's Gemma-2B QLoRA run on today's libraries: train, generate, save, reload",
+    "05_gemma_qlora_t4.ipynb": ("The post's Gemma-2B QLoRA run on today's libraries: train and save the adapter",
                                 # estimate.readme_time(), the one place the T4 times come from (a test checks)
                                 ("1.0–2.1 h (`t4`), 0.8–1.6 h (`t4_fast`); on Kaggle's two T4s 0.5–1.1 h and "
                                  "0.4–0.8 h (never tried): estimated (`helpers/estimate.py`), not measured on a T4"),
                                 "about 25 s"),
+    "06_did_it_learn.ipynb": ("Did it learn? The base model against base + adapter on held-out rows; merge and share",
+                              "not measured", "not measured"),
 }
 COLAB_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 KAGGLE_SVG = "https://kaggle.com/static/images/open-in-kaggle.svg"
@@ -50,6 +56,20 @@ if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
 from helpers.setup_check import check_install  # "No module named 'helpers'": the install failed (Kaggle: Internet on)
 
 check_install("{ref}", edition="{edition}")  # the edition's folder also sets the language of printed lines'''
+# The kernel that `make` installs (the Makefile's `ipykernel install --name python3`) as JupyterLab writes it into a
+# notebook when the kernel starts: a notebook saved with anything else opens as "modified" at once. JupyterLab also
+# writes the running Python's version into language_info; this is the course's reference Python (the venv the
+# tests run in); on another Python that one field still changes when the notebook opens.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                 "pygments_lexer": "ipython3", "version": "3.11.7"}
+# A markdown link to a file of the repository outside the notebook's folder: relative ("../docs/facts.md#x" from
+# notebooks/, "../../docs/glossary.md" from notebooks/ko/), or absolute at a release ("https://github.com/<repo>/blob/
+# <ref>/docs/facts.md"). Relative links are dead on Colab and under a JupyterLab served from notebooks/; the absolute
+# link at the release works on GitHub, on Colab, on Kaggle and in JupyterLab alike.
+REPO_LINK = re.compile(r"(?P<open>\]\(\s*)(?P<target>(?:\.\./)+|https://github\.com/(?P<repo>[\w.-]+/[\w.-]+)/blob/"
+                       r"(?P<ref>[\w.-]+)/)(?P<path>[^)\s#]+)(?P<anchor>#[^)\s]*)?")
 # Where each edition's notebooks are, and how its table column and badge page section are headed.
 EDITIONS = {"en": ("notebooks", "English"), "ko": ("notebooks/ko", "한국어")}
 
@@ -142,9 +162,10 @@ def badges_page(root: Path, repo: str, ref: str) -> str:
     parts = ["# Open the notebooks on Colab or Kaggle", "",
              (f"Generated by `scripts/sync_badges.py` from `course.toml` (repository `{repo}`, release "
              f"`{ref}`): do not edit by hand. On Colab pick a T4 GPU runtime; on Kaggle turn on the "
-             "GPU T4 x2 accelerator (the course uses one of the two) and Settings > Internet (it needs a "
-             "phone-verified account). On a GPU, notebooks 02-05 load the gated google/gemma-2b: add your "
-             "Hugging Face token as a secret named HF_TOKEN (see the README)."), ""]
+             "GPU T4 x2 accelerator (notebook 05 trains on one of the two unless you set GPUS = 2) and "
+             "Settings > Internet (it needs a phone-verified account). On a GPU, notebooks "
+             f"02-{notebooks(root)[-1].name[:2]} load the gated google/gemma-2b: add your Hugging Face token "
+             "as a secret named HF_TOKEN (see the README)."), ""]
     several = len(editions(root)) > 1
     for edition in editions(root):
         if several:
@@ -155,11 +176,51 @@ def badges_page(root: Path, repo: str, ref: str) -> str:
     return "\n".join(parts)
 
 
+def repo_url(repo: str, ref: str, path: str) -> str:
+    """The GitHub page of a file of the repository at the release (path: inside the repository, e.g. docs/facts.md)."""
+    return f"https://github.com/{repo}/blob/{ref}/{path}"
+
+
+def badge_setting(source: str) -> tuple[str, str] | None:
+    """The repository and ref that a badges cell points at (the setting the notebook was last synced to)."""
+    match = re.search(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/([\w.-]+)/", source)
+    return (match[1], match[2]) if match else None
+
+
+def synced_links(root: Path, path: Path, source: str, repo: str, ref: str,
+                 old: tuple[str, str] | None = None) -> str:
+    """A markdown cell's source with every link to a file of the repository made absolute at the release.
+
+    Relative links that leave the notebook's folder and links at the old setting's release (old: the repository and
+    ref the notebook's badges named) are rewritten; links to other repositories are left alone. A link to a file the
+    repository does not have is an error.
+    """
+    own = {(repo, ref)} | ({old} if old else set())
+
+    def rewrite(match: re.Match) -> str:
+        target, file = match["target"], match["path"]
+        if match["repo"]:
+            if (match["repo"], match["ref"]) not in own:
+                return match[0]
+            inside = file
+        else:
+            resolved = (path.parent / target / file).resolve()
+            if not resolved.is_relative_to(root.resolve()):
+                return match[0]
+            inside = resolved.relative_to(root.resolve()).as_posix()
+        if not (root / inside).exists():
+            raise ValueError(f"{relpath(root, path)}: the link {target}{file} names {inside}, which does not exist")
+        return f"{match['open']}{repo_url(repo, ref, inside)}{match['anchor'] or ''}"
+
+    return REPO_LINK.sub(rewrite, source)
+
+
 def synced_notebook(root: Path, path: Path, repo: str, ref: str) -> tuple[nbformat.NotebookNode, list[str]]:
-    """The notebook with its badges and setup cells rewritten, and what had to change."""
+    """The notebook with its badges and setup cells, its links and its kernel metadata rewritten, and what changed."""
     nb = nbformat.read(path, as_version=4)
     name = relpath(root, path)
     wanted = {"badges": badges(repo, ref, name), "setup": setup_cell(repo, ref, name.rpartition("/")[0] + "/")}
+    old = next((badge_setting(c.source) for c in nb.cells if c.get("id") == "badges"), None)
     changed = []
     for cell in nb.cells:
         if cell.get("id") in wanted:
@@ -169,9 +230,18 @@ def synced_notebook(root: Path, path: Path, repo: str, ref: str) -> tuple[nbform
             if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
                 cell.outputs, cell.execution_count = [], None
                 changed.append(f"{name}: outputs of cell {cell.id!r}")
+        elif cell.cell_type == "markdown":
+            linked = synced_links(root, path, cell.source, repo, ref, old)
+            if linked != cell.source:
+                cell.source = linked
+                changed.append(f"{name}: links in cell {cell.get('id')!r}")
     missing = set(wanted) - {cell.get("id") for cell in nb.cells}
     if missing:
         raise ValueError(f"{name}: no cell with id {sorted(missing)}; the contract asks for 'badges' and 'setup'")
+    for key, value in (("kernelspec", KERNELSPEC), ("language_info", LANGUAGE_INFO)):
+        if nb.metadata.get(key) != value:
+            nb.metadata[key] = value
+            changed.append(f"{name}: metadata {key!r}")
     return nb, changed
 
 

@@ -1,6 +1,7 @@
-"""The badges, the README's table and every setup cell agree with course.toml and point at real notebooks.
+"""The badges, the README's table, every setup cell and every link agree with course.toml and point at real files.
 
 Both editions are checked: the English notebooks in notebooks/ and, once it exists, the Korean edition in notebooks/ko/.
+Every notebook is also saved with the kernel that `make` installs, so JupyterLab does not open it as "modified".
 """
 import re
 import shutil
@@ -121,6 +122,7 @@ def fork(tmp_path):
     for name in ("course.toml", "pyproject.toml", "README.md", "colab_badges.md"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")  # the files the notebooks link
     (tmp_path / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "sync_badges.py", tmp_path / "scripts")
     toml = (tmp_path / "course.toml").read_text()
@@ -135,13 +137,29 @@ def _run(root: Path, *args: str) -> subprocess.CompletedProcess:
                           check=False, capture_output=True, text=True, cwd=root)
 
 
+def _without_link_targets(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The cell with every link to the repository's own files cut down to the file's path (where it points)."""
+    cell = nbformat.from_dict(dict(cell))
+    if cell.cell_type == "markdown":
+        cell.source = sync_badges.REPO_LINK.sub(lambda m: f"{m['open']}{m['path']}{m['anchor'] or ''}", cell.source)
+    return cell
+
+
+def _repo_links(root: Path, path: str) -> list[re.Match]:
+    """Every link in a notebook's markdown to a file of the repository (relative, or absolute at some release)."""
+    nb = nbformat.read(root / path, as_version=4)
+    return [m for c in nb.cells if c.cell_type == "markdown" for m in sync_badges.REPO_LINK.finditer(c.source)
+            if not m["repo"] or (root / m["path"]).exists()]
+
+
 def _generated_cells_only_changed(root: Path, before: dict) -> None:
     for path, old in before.items():
         new = nbformat.read(root / path, as_version=4)
-        # everything but the two generated cells is untouched, and nothing gained outputs
-        assert [c for c in new.cells if c.get("id") not in ("badges", "setup")] == \
-               [c for c in old.cells if c.get("id") not in ("badges", "setup")]
-        assert new.metadata == old.metadata
+        # everything but the two generated cells and the links' targets is untouched, and nothing gained outputs
+        assert [_without_link_targets(c) for c in new.cells if c.get("id") not in ("badges", "setup")] == \
+               [_without_link_targets(c) for c in old.cells if c.get("id") not in ("badges", "setup")]
+        assert new.metadata == {**old.metadata, "kernelspec": sync_badges.KERNELSPEC,
+                                "language_info": sync_badges.LANGUAGE_INFO}
         assert all(not c.outputs for c in new.cells if c.cell_type == "code")
 
 
@@ -154,6 +172,7 @@ def test_changing_the_setting_updates_every_place(fork):
     for place, text in _places(fork).items():
         assert SETTING["repo"] not in text, f"{place} still points at the old repository"
     _assert_points_at(fork, "someone/my-fork", FORK_COMMIT)
+    _assert_links_at(fork, "someone/my-fork", FORK_COMMIT)
     _generated_cells_only_changed(fork, before)
 
 
@@ -172,6 +191,60 @@ def test_a_korean_edition_is_listed_and_synced_beside_the_english_one(fork):
     ko_rows = [line for line in table.splitlines() if "notebooks/ko/" in line]
     assert len(ko_rows) == len(sync_badges.notebooks(fork, "ko"))
     _generated_cells_only_changed(fork, before)
+
+
+def _assert_links_at(root: Path, repo: str, ref: str) -> None:
+    """Every link of every notebook to the repository's own files is absolute, at the release, to a file that exists."""
+    links = {path: _repo_links(root, path) for path in _paths(root)}
+    assert any(links.values()), "no notebook links docs/: the test would check nothing"
+    for path, found in links.items():
+        for m in found:
+            assert (m["repo"], m["ref"]) == (repo, ref), f"{path}: {m[0]} is not an absolute link at {repo}@{ref}"
+            assert (root / m["path"]).is_file(), f"{path}: {m[0]} names {m['path']}, which does not exist"
+
+
+def test_every_link_to_the_course_files_is_absolute_at_the_release():
+    # Relative links ("../docs/facts.md") are dead on Colab and under a JupyterLab that serves notebooks/.
+    _assert_links_at(ROOT, SETTING["repo"], SETTING["ref"])
+
+
+def test_links_are_made_absolute_other_repositories_left_alone_and_a_missing_file_refused(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "facts.md").write_text("# Facts\n")
+    (tmp_path / "notebooks" / "ko").mkdir(parents=True)
+    en, ko = tmp_path / "notebooks" / "01_x.ipynb", tmp_path / "notebooks" / "ko" / "01_x.ipynb"
+    url = "https://github.com/me/fork/blob/v1.0.0/docs/facts.md"
+    source = ("[facts](../docs/facts.md#the-t4) and [peft](https://github.com/huggingface/peft/blob/v0.21.0/docs/x.md) "
+              "and [old](https://github.com/old/repo/blob/v0.1.0/docs/facts.md)")
+    assert sync_badges.synced_links(tmp_path, en, source, "me/fork", "v1.0.0", ("old/repo", "v0.1.0")) == (
+        f"[facts]({url}#the-t4) and [peft](https://github.com/huggingface/peft/blob/v0.21.0/docs/x.md) "
+        f"and [old]({url})")
+    assert sync_badges.synced_links(tmp_path, ko, "[f](../../docs/facts.md)", "me/fork", "v1.0.0") == f"[f]({url})"
+    with pytest.raises(ValueError, match="does not exist"):
+        sync_badges.synced_links(tmp_path, ko, "[f](../docs/facts.md)", "me/fork", "v1.0.0")  # one ../ short
+    with pytest.raises(ValueError, match="docs/glossary.md, which does not exist"):
+        sync_badges.synced_links(tmp_path, en, "[g](../docs/glossary.md)", "me/fork", "v1.0.0")
+
+
+def _installed_kernel_name() -> str:
+    """The kernel name the Makefile installs (`ipykernel install ... --name <name>`)."""
+    return re.search(r"ipykernel install\b.*--name (\S+)", (ROOT / "Makefile").read_text())[1]
+
+
+def test_the_saved_kernel_is_the_one_make_installs():
+    from ipykernel.ipkernel import IPythonKernel
+    from ipykernel.kernelspec import get_kernel_dict
+    spec = get_kernel_dict()
+    assert sync_badges.KERNELSPEC == {"name": _installed_kernel_name(), "display_name": spec["display_name"],
+                                      "language": spec["language"]}
+    # JupyterLab rewrites language_info from the kernel's reply on opening: every field but the Python version
+    # is the kernel's own; the version is the course's reference Python.
+    assert {k: v for k, v in sync_badges.LANGUAGE_INFO.items() if k != "version"} == \
+           {k: v for k, v in IPythonKernel.language_info.items() if k != "version"}
+    for path in _paths(ROOT):
+        metadata = nbformat.read(ROOT / path, as_version=4).metadata
+        assert metadata.get("kernelspec") == sync_badges.KERNELSPEC, f"{path}: run `python scripts/sync_badges.py`"
+        assert metadata.get("language_info") == sync_badges.LANGUAGE_INFO, path
 
 
 @pytest.mark.parametrize("toml, message", [

@@ -7,6 +7,7 @@ from the Run menu and look at the page. Screenshots land in build/screenshots/.
 """
 import json
 import os
+import platform
 import re
 import secrets
 import shutil
@@ -14,12 +15,14 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
+import sync_badges
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed: run `.venv/bin/pip install -r requirements-dev.txt`")
@@ -64,6 +67,32 @@ NOTEBOOK_STATE_JS = """() => {
     outputs: [...panel.querySelectorAll('.jp-OutputArea-output')].map(e => e.innerText),
   };
 }""".replace("TRACEBACK", TRACEBACK)
+
+# Draws each character on a canvas in the font the page uses for it and compares its pixels with those of two
+# unassigned code points (U+0378, U+0379), which no font has: where no installed font has a glyph, Chromium draws the
+# same empty box (.notdef, "tofu") for every character, so a character drawn like them is a box on screen.
+GLYPHS_JS = """([font, chars]) => {
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = 96;
+  const g = canvas.getContext('2d', {willReadFrequently: true});
+  const draw = ch => {
+    g.clearRect(0, 0, 96, 96);
+    g.font = font;
+    g.textBaseline = 'top';
+    g.fillStyle = '#000';
+    g.fillText(ch, 8, 8);
+    const pixels = g.getImageData(0, 0, 96, 96).data;
+    let hash = 0;
+    for (let i = 0; i < pixels.length; i++) hash = (hash * 31 + pixels[i]) >>> 0;
+    return hash;
+  };
+  const boxes = [draw('\\u0378'), draw('\\u0379')];
+  return {font, same_box: boxes[0] === boxes[1],
+          boxes: chars.filter(ch => boxes.includes(draw(ch)))};
+}"""
+# The text a Korean reader reads, and the marks of the exercise checks (helpers/checks.py) and of the course runner.
+HANGUL_SAMPLE = "한국어판양자화블록레벨"
+MARKS = "⏳✅❌"
 
 
 @dataclass
@@ -260,6 +289,33 @@ def screenshot(page, target, name: str) -> Path:
     return path
 
 
+def glyphs_drawn_as_boxes(page, selector: str, chars: str) -> list[str]:
+    """The characters that the page would draw as empty boxes in the font of the first element matching selector."""
+    font = page.locator(selector).first.evaluate("e => { const s = getComputedStyle(e); "
+                                                 "return `${s.fontSize} ${s.fontFamily}`; }")
+    result = page.evaluate(GLYPHS_JS, [font, list(chars)])
+    assert result["same_box"], f"the two missing code points drew differently in {font}: the check cannot see boxes"
+    return result["boxes"]
+
+
+def assert_glyphs_drawn(page) -> None:
+    """Korean prose and the exercise marks are drawn as glyphs, not as boxes (no Korean or emoji font installed)."""
+    hangul = glyphs_drawn_as_boxes(page, ".jp-RenderedMarkdown p", HANGUL_SAMPLE)
+    assert not hangul, (f"Hangul renders as boxes ({''.join(hangul)}): install a Korean font, e.g. "
+                        "`apt-get install fonts-noto-cjk` (README, prerequisites)")
+    marks = glyphs_drawn_as_boxes(page, ".jp-Notebook .cm-content", MARKS)
+    assert not marks, (f"the marks {''.join(marks)} render as boxes: install an emoji font, e.g. "
+                       "`apt-get install fonts-noto-color-emoji` (README, prerequisites)")
+
+
+def test_glyph_check_sees_boxes(page, lab):
+    # The check itself: a private-use code point has no glyph in any font, so it must be reported as a box.
+    page.goto(f"{lab.url}/lab?reset&token={lab.token}")
+    page.locator("#jp-main-dock-panel").wait_for()
+    result = page.evaluate(GLYPHS_JS, ["16px sans-serif", ["\U0010fffd", "a"]])
+    assert result["same_box"] and result["boxes"] == ["\U0010fffd"], result
+
+
 def test_harness_sees_an_unrendered_widget_a_prompt_and_a_failing_cell(page, lab, tmp_path):
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})
@@ -293,6 +349,8 @@ def test_harness_sees_an_unrendered_widget_a_prompt_and_a_failing_cell(page, lab
 @pytest.mark.parametrize("edition", ["", "ko"], ids=["english", "korean"])
 def test_02_nf4_widget_renders_and_its_slider_redraws_the_plot(page, lab, edition):
     panel = open_notebook(page, lab, NOTEBOOKS / edition / "02_nf4.ipynb")
+    if edition == "ko":
+        assert_glyphs_drawn(page)
     assert_ran_cleanly(run_all(page, timeout_s=180))
 
     assert panel.locator(".jupyter-widgets.widget-slider").count(), "no ipywidgets slider is shown"
@@ -342,3 +400,31 @@ def test_05_shows_the_loss_plot_and_the_generations_in_smoke_mode(page, lab):
     screenshot(page, cell, "05_gemma_qlora_t4_generations.png")
     screenshot(page, training, "05_gemma_qlora_t4_loss.png")
     screenshot(page, evaluation, "05_gemma_qlora_t4_evaluation.png")
+
+
+@pytest.mark.parametrize("edition", ["", "ko"], ids=["english", "korean"])
+def test_05_opens_unmodified_with_readable_text_and_links_at_the_release(page, lab, edition):
+    source = NOTEBOOKS / edition / "05_gemma_qlora_t4.ipynb"
+    panel = open_notebook(page, lab, source)  # waits for the kernel: JupyterLab has written its metadata by then
+    if edition == "ko":
+        assert_glyphs_drawn(page)
+    # Opening alone changes nothing: the saved kernel is the one `make` installs (scripts/sync_badges.py).
+    page.wait_for_timeout(1000)
+    dirty = page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty").count()
+    if platform.python_version() == sync_badges.LANGUAGE_INFO["version"]:
+        assert not dirty, "the notebook shows as modified as soon as it opens: run `python scripts/sync_badges.py`"
+    # `<eos>` written in a cell shows as `<eos>`, not as an empty HTML tag.
+    nb = nbformat.read(source, as_version=4)
+    written = sum(c.source.count("<eos>") for c in nb.cells if c.cell_type == "markdown")
+    shown = sum(t.count("<eos>") for t in panel.locator(".jp-RenderedMarkdown").all_inner_texts())
+    assert written and shown >= written, f"`<eos>` appears {written} times in the markdown but shows {shown} times"
+    # Links to the course's files open their page on GitHub at the release (relative links were dead here).
+    setting = tomllib.loads((ROOT / "course.toml").read_text())
+    prefix = f"https://github.com/{setting['repo']}/blob/{setting['ref']}/"
+    hrefs = panel.locator(".jp-RenderedMarkdown a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    ours = f"https://github.com/{setting['repo']}/"
+    own = [h for h in hrefs if h and "docs/" in h and (h.startswith(ours) or not h.startswith(("http:", "https:")))]
+    assert own, "no link to docs/ found: the check would check nothing"
+    for href in own:
+        assert href.startswith(prefix), f"{href} does not open on GitHub at the release"
+        assert (ROOT / href.removeprefix(prefix).split("#")[0]).is_file(), f"{href} names a file the course lacks"

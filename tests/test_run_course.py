@@ -33,10 +33,44 @@ def test_notebooks_are_chosen_by_number_or_path():
     assert [p.relative_to(run_course.NOTEBOOKS).as_posix() for p in chosen] == [
         "03_double_quantization.ipynb", "ko/03_double_quantization.ipynb"]
     every = run_course.select([])
-    assert [p.name[:2] for p in every] == ["01", "02", "03", "04", "05"] * 2
-    assert all(p.parent.name == "ko" for p in every[5:])
+    assert [p.name[:2] for p in every] == ["01", "02", "03", "04", "05", "06"] * 2
+    assert all(p.parent.name == "ko" for p in every[6:])
     with pytest.raises(SystemExit, match="No notebook 99"):
         run_course.select(["99"])
+
+
+@pytest.mark.parametrize("given", [None, "custom"])
+def test_each_edition_runs_in_its_own_output_folder_shared_by_its_05_and_06(tmp_path, monkeypatch, given):
+    # 05 resumes from what it finds in its folder: a shared folder made the Korean 05 find the English run finished.
+    seen = {}
+
+    def fake_execute(path, out_dir, **kwargs):
+        seen[path.relative_to(tmp_path).as_posix()] = run_course.os.environ["COURSE_OUTPUT_DIR"]
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    paths = []
+    for folder in ("notebooks", "notebooks/ko"):
+        for name in ("05_gemma_qlora_t4.ipynb", "06_did_it_learn.ipynb"):
+            (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+            paths.append(tmp_path / folder / name)
+    monkeypatch.setattr(run_course, "execute", fake_execute)
+    monkeypatch.setattr(run_course, "BUILD", tmp_path / "build")
+    monkeypatch.setattr(run_course, "NOTEBOOKS", tmp_path / "notebooks")
+    base = tmp_path / "build" / "outputs"
+    if given:
+        base = tmp_path / given
+        monkeypatch.setenv("COURSE_OUTPUT_DIR", str(base))
+    else:
+        monkeypatch.delenv("COURSE_OUTPUT_DIR", raising=False)
+        (base / "en").mkdir(parents=True)
+        (base / "en" / "stale").write_text("a finished run from last time")
+    assert run_course.main([str(p) for p in paths]) == 0
+    assert seen == {"notebooks/05_gemma_qlora_t4.ipynb": str(base / "en"),
+                    "notebooks/06_did_it_learn.ipynb": str(base / "en"),
+                    "notebooks/ko/05_gemma_qlora_t4.ipynb": str(base / "ko"),
+                    "notebooks/ko/06_did_it_learn.ipynb": str(base / "ko")}
+    assert not (base / "en" / "stale").exists(), "make course must start from empty output folders"
+    assert run_course.os.environ.get("COURSE_OUTPUT_DIR") == (str(base) if given else None)
 
 
 @pytest.mark.slow

@@ -1,0 +1,85 @@
+"""Every markdown cell renders as written: no word swallowed as an HTML tag, no emphasis left as literal stars.
+
+JupyterLab renders markdown with marked after taking the maths out; markdown-it in CommonMark mode (HTML on) is close
+enough to see the two ways a cell silently loses text. A bare `<eos>` is an unknown HTML tag, which the browser drops
+("P() after the reference"). And CommonMark closes `*...*` only where the closing star is "right-flanking": after
+punctuation it must be followed by a space or punctuation, so `*P(x)*가` keeps both stars as text in Korean, where a
+particle follows the word directly.
+"""
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from markdown_it import MarkdownIt
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + \
+    sorted((ROOT / "notebooks" / "ko").glob("[0-9][0-9]_*.ipynb"))
+# HTML the notebooks use on purpose; any other tag-like token is text the renderer would swallow.
+ALLOWED_TAGS = {"a", "b", "br", "code", "details", "div", "em", "i", "img", "kbd", "p", "pre", "small", "span",
+                "strong", "sub", "summary", "sup", "table", "tbody", "td", "th", "thead", "tr", "u"}
+TAG = re.compile(r"</?([A-Za-z][\w-]*)")
+# Maths as JupyterLab takes it out before rendering markdown: $$...$$, $...$ (not \$), \(...\), \[...\].
+MATH = re.compile(r"\$\$.+?\$\$|(?<![\\$])\$(?!\s).+?(?<![\s\\])\$|\\\(.+?\\\)|\\\[.+?\\\]", re.DOTALL)
+HANGUL = "\uac00-\ud7a3"
+# A star or underscore left in the rendered text: a star anywhere (a pair that did not close, or one alone), or an
+# underscore touching Hangul or opening/closing a word (_like this_) rather than inside one (snake_case stays).
+LITERAL = re.compile(rf"\*|(?<![\w])_(?=\S)|(?<=\S)_(?![\w])|_(?=[{HANGUL}])|(?<=[{HANGUL}])_")
+MD = MarkdownIt("commonmark", {"html": True})
+
+
+def without_math(source: str) -> str:
+    """The cell's markdown with each maths span replaced by a placeholder, as JupyterLab renders it."""
+    return MATH.sub("MATH", source)
+
+
+def rendering_problems(source: str) -> list[str]:
+    """What the renderer would lose in one markdown cell: unknown HTML tags, and stars or underscores left as text."""
+    problems = []
+
+    def walk(tokens):
+        for token in tokens:
+            if token.type in ("html_inline", "html_block"):
+                for name in TAG.findall(token.content):
+                    if name.lower() not in ALLOWED_TAGS:
+                        problems.append(f"<{name}> is swallowed as an HTML tag: write it as code, `<{name}>`")
+            elif token.type == "text" and LITERAL.search(token.content):
+                problems.append(f"a literal * or _ shows (emphasis not closed?): {token.content.strip()[:80]!r}")
+            if token.children:
+                walk(token.children)
+
+    walk(MD.parse(without_math(source)))
+    return problems
+
+
+@pytest.mark.parametrize("source, problem", [
+    ("P(<eos>) after the reference", "<eos> is swallowed"),
+    ("a <pad> token and </s>", "<pad> is swallowed"),
+    ("*참조 답변 뒤의 P(x)*가 올라갑니다", "a literal * or _ shows"),
+    ("*one outlier (60)*은 크다", "a literal * or _ shows"),
+    ("_오프셋_은", "a literal * or _ shows"),
+    ("2 * 3 stars alone", "a literal * or _ shows"),
+])
+def test_swallowed_tags_and_unclosed_emphasis_are_found(source, problem):
+    assert any(p.startswith(problem) for p in rendering_problems(source)), rendering_problems(source)
+
+
+@pytest.mark.parametrize("source", [
+    "P(`<eos>`) after the reference, and <em>강조</em>가 됩니다<br>",
+    "*emphasis*, **bold**, _also_, and `a * b` in code",
+    "<details><summary>more</summary>\n\ntext\n</details>",
+    "maths: $x_i * y_j$ and $$\\sum_k a_k$$, a file name like sample_dolly_ko.jsonl, `snake_case`",
+    "**강조** 뒤에 공백을 두면 닫힙니다",
+    "<https://huggingface.co/google/gemma-2b>에서 동의하세요",
+])
+def test_well_formed_markdown_passes(source):
+    assert rendering_problems(source) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT / "notebooks").as_posix())
+def test_every_markdown_cell_renders_as_written(path):
+    nb = nbformat.read(path, as_version=4)
+    found = [f"cell {cell.get('id')!r}: {problem}" for cell in nb.cells if cell.cell_type == "markdown"
+             for problem in rendering_problems(cell.source)]
+    assert not found, "\n".join(found)
