@@ -128,10 +128,11 @@ CASES = {
     ),
     "03 ex1 dq bits": (
         checks.check_dq_bits,
-        [DQ_BITS_128, 8 / 128 + 32 / 128 / 256, 0.0634765625, np.float32(DQ_BITS_128), torch.tensor(DQ_BITS_128)],
+        [DQ_BITS_128, 8 / 128 + 32 / 128 / 256, 0.0634765625, np.float32(DQ_BITS_128), torch.tensor(DQ_BITS_128),
+         0.0635, 0.06348],  # rounded to three figures, as the paper rounds 0.126953 to 0.127
         [8 / 128,  # the second level forgotten
          8 / 64 + 32 / (64 * 256),  # blocks of 64
-         0.127, 32 / 128, 8 / 128 + 32 / 256, 0.06],
+         0.127, 32 / 128, 8 / 128 + 32 / 256, 0.06, 0.063, 0.0634, 0.0636],
     ),
     "03 ex2 lora params": (
         lambda a: checks.check_lora_params(a, GEMMA_2B),
@@ -383,6 +384,14 @@ def test_exercise_4_typical_mistakes_are_not_yet_with_a_hint(capsys, call, answe
     returned = call(answer)
     out = capsys.readouterr().out
     assert returned is False and out.startswith("❌") and words in out, out
+
+
+def test_exercise_4_a_forgotten_lora_scale_is_not_yet(capsys):
+    # Notebook 03 uses lora_alpha = 16 with r = 8 (s = 2): an answer without s adds the LoRA term once, not twice.
+    gen = torch.Generator().manual_seed(5)
+    base, lora = torch.randn(4, 6, generator=gen), 0.05 * torch.randn(4, 6, generator=gen)
+    assert verdict(capsys, checks.check_lora_output(base + 2 * lora, base + 2 * lora)) == "right"
+    assert verdict(capsys, checks.check_lora_output(base + lora, base + 2 * lora)) == "not yet"
 
 
 @pytest.mark.parametrize("call", [
