@@ -5,13 +5,14 @@ import re
 from nltk.stem import porter
 from rouge_score import rouge_scorer, tokenizers
 
-
 from helpers.prompting import left_padded
 
 # How an answer ended: the model wrote <eos> after some text; it wrote <eos> before any text; it began another
-# example of the template; it ran out of tokens.
+# example of the template (any of its "###" lines: an answer that writes "### Input" and then <eos> did not stop in
+# the response's form); it ran out of tokens.
 ENDINGS = ("stopped", "empty", "new instruction", "token limit")
 NEW_INSTRUCTION = "### Instruction"
+TEMPLATE_LINES = (NEW_INSTRUCTION, "### Input", "### Response")
 # Hangul syllables and jamo. rouge-score's own tokenizer keeps only [a-z0-9], so it reads a Korean answer as its digits.
 HANGUL = re.compile(r"[\u1100-\u11ff\u3131-\u318e\uac00-\ud7a3]")
 KOREAN_TOKENS = re.compile(r"[\u1100-\u11ff\u3131-\u318e\uac00-\ud7a3]|[a-z0-9]+")
@@ -52,7 +53,7 @@ def _check_count(name: str, value: object) -> int:
 
 def ending(text: str, new_ids: list[int], eos_token_id: int) -> str:
     """Return how one answer ended (one of ENDINGS) from its text and the token ids generated for it."""
-    if NEW_INSTRUCTION in text:
+    if any(line in text for line in TEMPLATE_LINES):
         return "new instruction"
     if eos_token_id in new_ids:
         return "stopped" if text.strip() else "empty"
@@ -92,8 +93,9 @@ def eos_probability(model, tokenizer, texts: list[str], batch_size: int = 8) -> 
 EOS_PLACES = ("after the prompt", "inside the reference", "after the reference")
 
 
-def eos_places(model, tokenizer, prompts: list[str], examples: list[str], batch_size: int = 4) -> dict[str, list[float]]:
-    """Return P(<eos>) per example at each of EOS_PLACES (inside: the mean over the reference's positions)."""
+def eos_places(model, tokenizer, prompts: list[str], examples: list[str],
+               batch_size: int = 4) -> dict[str, list[float]]:
+    """Return P(<eos>) per example at each of EOS_PLACES (inside: the mean over the reference's own positions)."""
     prompts, examples = _check_texts("prompts", prompts), _check_texts("examples", examples)
     batch_size = _check_count("batch_size", batch_size)
     if len(prompts) != len(examples) or not all(e.startswith(p) for p, e in zip(prompts, examples)):
