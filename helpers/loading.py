@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import datasets
 import torch
-from datasets import Dataset, load_dataset
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from datasets import Dataset
+from datasets.utils import logging as datasets_logging
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -23,7 +25,7 @@ from transformers import (
 from transformers.utils import logging as transformers_logging
 
 from helpers.auth import GatedModelError, hf_token, is_auth_error
-from helpers.data import sample_path
+from helpers.data import DATASETS, sample_path
 from helpers.prompting import format_prompt
 from helpers.runtime import HUB_MODEL, Runtime, check_runtime, course_model, cpu_threads, detect
 
@@ -31,7 +33,11 @@ GEMMA = HUB_MODEL
 QUANT_TYPES = ("nf4", "fp4")
 # Gemma's special-token ids (pad 0, eos 1, bos 2, unk 3), kept in the tiny model too.
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
-TINY_VOCAB = 1024
+TINY_VOCAB = 2048
+# GPT-2's word split (a word keeps the space before it), except that newlines stick to the word or punctuation they
+# follow: "Response\n" (the prompt's end) and ".\n" (an answer's end) are different tokens, as they are in a large
+# model's context, so a 2-layer model can tell where an answer may end from the last token alone.
+TINY_WORDS = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+\n*| ?\p{N}+\n*| ?[^\s\p{L}\p{N}]+\n*|\s+(?!\S)|\s+"
 # google/gemma-2b's config.json (docs/facts.md), so its shapes can be used without a download.
 GEMMA_2B_SHAPE = dict(
     vocab_size=256_000,
@@ -58,10 +64,11 @@ TINY_SHAPE = dict(
     # Wider than Gemma's 0.02, so that the tied output embedding can move the loss within a few dozen steps.
     initializer_range=0.1,
 )
-# A short pre-training on the sample's plain text (measured: about 10 s on two CPU cores), so the tiny model
-# writes words before notebook 05 teaches it the response format. As in real pre-training, <eos> ends each
-# document (here 10 rows run together), so the model knows the word: without it, every step pushes <eos> down and
-# the smoke run's 30 steps of LoRA lift P(<eos>) after a held-out answer to about 0.01 instead of 0.08 (measured).
+# A short pre-training on both samples' plain text, English and Korean (measured: 13-40 s on two shared CPU cores),
+# so the tiny model writes words before notebook 05 teaches it the response format. As in real pre-training, <eos>
+# ends each document (here 10 rows of one language run together), so the model knows the word: without it, every
+# step pushes <eos> down and the smoke run's 30 steps of LoRA lift P(<eos>) after a held-out answer to about 0.01
+# instead of 0.08 (measured with the English sample alone).
 TINY_PRETRAIN = dict(steps=200, batch=8, block=128, learning_rate=5e-3, warmup=0.05, rows_per_document=10)
 
 
@@ -136,6 +143,22 @@ def _without_progress_bars() -> Iterator[None]:
     finally:
         if was_on:
             transformers_logging.enable_progress_bar()
+
+
+@contextmanager
+def _quietly() -> Iterator[None]:
+    """Run the block with datasets' and transformers' progress bars and datasets' logging off, then restore them."""
+    # The one-time tiny-model build runs inside whichever notebook first needs it (notebook 02): it must print nothing.
+    bars_off, level = datasets.are_progress_bars_disabled(), datasets_logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets_logging.set_verbosity_error()
+    try:
+        with _without_progress_bars():
+            yield
+    finally:
+        datasets_logging.set_verbosity(level)
+        if not bars_off:
+            datasets.enable_progress_bars()
 
 
 def load_model(name: str, rt: Runtime | None = None, quantization_config=None, for_training: bool = True):
@@ -214,7 +237,10 @@ def load_tokenizer(name: str, padding_side: str = "right"):
 def _train_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
     """Train a small byte-level BPE tokenizer on texts, adding <bos> in front like Gemma's."""
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(TINY_WORDS), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=TINY_VOCAB,
@@ -232,24 +258,36 @@ def _train_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
     )
 
 
+def _tiny_rows() -> dict[str, list[dict]]:
+    """Return each shipped sample's rows (English and Korean), read as plain JSON, with the template's columns."""
+    rows = {}
+    for name, source in DATASETS.items():
+        lines = sample_path(name).read_text(encoding="utf-8").splitlines()
+        rows[name] = [{source["rename"].get(k, k): v for k, v in json.loads(line).items()} for line in lines]
+    return rows
+
+
 def _tiny_recipe(seed: int) -> dict:
     """Return what the tiny model is built from, so a cached copy built another way is rebuilt."""
-    sample = hashlib.sha256(sample_path().read_bytes()).hexdigest()
-    return {"seed": seed, "shape": TINY_SHAPE, "vocab": TINY_VOCAB, "sample_sha256": sample, "pretrain": TINY_PRETRAIN}
+    samples = {name: hashlib.sha256(sample_path(name).read_bytes()).hexdigest() for name in DATASETS}
+    return {"seed": seed, "shape": TINY_SHAPE, "vocab": TINY_VOCAB, "words": TINY_WORDS, "samples_sha256": samples,
+            "pretrain": TINY_PRETRAIN}
 
 
-def _pretrain_tiny(model: GemmaForCausalLM, tokenizer: PreTrainedTokenizerFast, rows, seed: int) -> None:
-    """Pre-train the tiny model briefly with transformers' Trainer on the sample's plain text (no template)."""
+def _pretrain_tiny(model: GemmaForCausalLM, tokenizer: PreTrainedTokenizerFast, rows: dict[str, list[dict]],
+                   seed: int) -> None:
+    """Pre-train the tiny model briefly with transformers' Trainer on the samples' plain text (no template)."""
     from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
 
     # Plain text, one paragraph per row, neither the "###" template nor an <eos> after each answer: those are what
     # the QLoRA step of notebook 05 has to teach. Every few rows make one document, ended by <eos>.
-    paragraphs = ["\n".join(t for t in (r["instruction"], r["input"], r["output"]) if t) for r in rows]
     per_doc = TINY_PRETRAIN["rows_per_document"]
     ids = []
-    for start in range(0, len(paragraphs), per_doc):
-        document = "\n\n".join(paragraphs[start : start + per_doc])
-        ids += tokenizer(document, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    for sample in rows.values():  # each sample's own documents: one language per document
+        paragraphs = ["\n".join(t for t in (r["instruction"], r["input"], r["output"]) if t) for r in sample]
+        for start in range(0, len(paragraphs), per_doc):
+            document = "\n\n".join(paragraphs[start : start + per_doc])
+            ids += tokenizer(document, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
     block = TINY_PRETRAIN["block"]
     blocks = [ids[i : i + block] for i in range(0, len(ids) - block + 1, block)]
     data = Dataset.from_dict({"input_ids": blocks, "labels": blocks})
@@ -287,8 +325,8 @@ def tiny_gemma(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str
     folder, recipe = root / f"tiny-gemma-seed{seed}", _tiny_recipe(seed)
     if (folder / RECIPE).is_file() and json.loads((folder / RECIPE).read_text()) == recipe:
         return str(folder)
-    rows = load_dataset("json", data_files=str(sample_path()), split="train")
-    tokenizer = _train_tokenizer([format_prompt(row) for row in rows])
+    rows = _tiny_rows()
+    tokenizer = _train_tokenizer([format_prompt(row) for sample in rows.values() for row in sample])
     config = GemmaConfig(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
@@ -297,14 +335,13 @@ def tiny_gemma(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str
         **TINY_SHAPE,
     )
     # A private RNG stream: the same seed gives the same weights, and the caller's RNG is left alone.
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _quietly():
         torch.manual_seed(seed)
         model = GemmaForCausalLM(config)
         _pretrain_tiny(model, tokenizer, rows, seed)  # Trainer seeds every RNG: keep that inside the fork too
-    root.mkdir(parents=True, exist_ok=True)
-    # Build in a scratch folder and rename it into place, so a half-written model is never reused.
-    scratch = Path(tempfile.mkdtemp(dir=root, prefix=folder.name + "."))
-    with _without_progress_bars():
+        root.mkdir(parents=True, exist_ok=True)
+        # Build in a scratch folder and rename it into place, so a half-written model is never reused.
+        scratch = Path(tempfile.mkdtemp(dir=root, prefix=folder.name + "."))
         model.save_pretrained(scratch)
     tokenizer.save_pretrained(scratch)
     (scratch / RECIPE).write_text(json.dumps(recipe, indent=1))

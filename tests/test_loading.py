@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import bitsandbytes as bnb
+import datasets
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -56,7 +57,7 @@ def test_tiny_gemma_has_gemma_2bs_architecture_and_a_trained_tokenizer(tiny_dir)
     assert len(ids) < len(text) / 2.5  # BPE learned the template's words: far fewer tokens than characters
 
 
-def test_tiny_gemma_is_cached_rebuilt_when_stale_and_deterministic(tiny_dir, tmp_path):
+def test_tiny_gemma_is_cached_rebuilt_when_stale_and_deterministic(tiny_dir, tmp_path, capfd):
     weights = Path(tiny_dir, "model.safetensors")
     built = weights.stat().st_mtime_ns
     assert loading.tiny_gemma(cache_dir=Path(tiny_dir).parent) == tiny_dir
@@ -68,7 +69,11 @@ def test_tiny_gemma_is_cached_rebuilt_when_stale_and_deterministic(tiny_dir, tmp
     assert again == str(stale) and (stale / "course_recipe.json").is_file()
     assert Path(again, "model.safetensors").read_bytes() == weights.read_bytes()
     assert Path(again, "tokenizer.json").read_bytes() == Path(tiny_dir, "tokenizer.json").read_bytes()
+    capfd.readouterr()
     other = loading.tiny_gemma(seed=1, cache_dir=tmp_path)
+    # the build runs inside notebook 02's first model cell: no "Generating train split" bar, no log line
+    assert capfd.readouterr() == ("", "")
+    assert not datasets.are_progress_bars_disabled()  # and the learner's settings are as they were
     assert Path(other, "model.safetensors").read_bytes() != weights.read_bytes()
     assert not [p for p in tmp_path.iterdir() if p.name not in ("tiny-gemma-seed0", "tiny-gemma-seed1")]
 
@@ -175,6 +180,21 @@ def test_the_tiny_tokenizer_covers_hangul(tiny_dir):
     ids = tokenizer(text, add_special_tokens=False).input_ids
     assert tokenizer.unk_token_id not in ids
     assert tokenizer.decode(ids) == text
+    # trained on the Korean sample too: common Korean words are tokens of their own, not 3 bytes per syllable
+    pieces = [tokenizer.decode([i]) for i in tokenizer("시간이 지나면 때문입니다", add_special_tokens=False).input_ids]
+    assert len(pieces) <= 6 and "�" not in "".join(pieces), pieces
+
+
+def test_the_tiny_model_is_built_from_both_samples_and_tells_the_prompts_end_from_an_answers_end(tiny_dir):
+    recipe = json.loads(Path(tiny_dir, "course_recipe.json").read_text())
+    assert sorted(recipe["samples_sha256"]) == sorted(data.DATASETS)
+    rows = loading._tiny_rows()
+    assert {name: len(r) for name, r in rows.items()} == {"dolly": 83, "dolly-ko": 40}
+    assert all(set(row) >= {"instruction", "input", "output"} for sample in rows.values() for row in sample)
+    tokenizer = loading.load_tokenizer(tiny_dir)
+    ids = tokenizer(prompting.format_prompt({"instruction": "Why?", "input": "", "output": "Because."})).input_ids
+    pieces = [tokenizer.decode([i]) for i in ids]
+    assert pieces[-1] == ".\n" and " Response\n" in pieces  # an answer's end and the prompt's end differ
 
 
 def test_a_cached_tiny_model_is_rebuilt_when_the_courses_shape_changes(tiny_dir, tmp_path, monkeypatch):

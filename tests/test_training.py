@@ -237,3 +237,34 @@ def test_two_visible_gpus_with_the_model_pinned_to_one_count_as_one(tmp_path):
     # Without the pin transformers would multiply the batch by the visible GPUs.
     assert training.sft_config("t4", output_dir=tmp_path, rt=kaggle).n_gpu == 1
     assert training.sft_config("t4", output_dir=tmp_path, rt=single).n_gpu == 0  # this machine has none
+
+
+@pytest.fixture(scope="module")
+def lessons(tiny_dir):
+    """Notebook 05's smoke run in each language (scripts/smoke_lesson.py), trained once per data set."""
+    import smoke_lesson
+
+    cache = {}
+    return lambda dataset: cache.setdefault(dataset, smoke_lesson.measure(dataset, tiny_dir))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["dolly", "dolly-ko"])
+def test_the_smoke_run_teaches_where_an_answer_ends_and_nowhere_else(lessons, dataset):
+    before, after = lessons(dataset)["before"], lessons(dataset)["after"]
+    end = "P(<eos>) after the reference"
+    # measured (English / Korean): 0.0001 -> 0.19 / 0.0002 -> 0.15 after the reference, while after the prompt and
+    # inside the reference it stays at 0.001 or below: the adapter learned where an answer ends, not "say <eos> more"
+    assert after[end] > 0.05 and after[end] > 10 * before[end], (before[end], after[end])
+    assert after[end] > 20 * max(after["P(<eos>) after the prompt"], after["P(<eos>) inside the reference"]), after
+    assert after["empty"] <= 1, after
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="issue 23/24's goal, not met yet: measured stopped with text 3 -> 7 of 8 (English) and "
+                   "5 -> 5 (Korean): the base model already stops where a pre-training document ended", strict=False)
+@pytest.mark.parametrize("dataset", ["dolly", "dolly-ko"])
+def test_the_smoke_run_shows_learning_in_the_answers(lessons, dataset):
+    before, after = lessons(dataset)["before"], lessons(dataset)["after"]
+    assert before["stopped"] == 0 and after["stopped"] >= 5, (before, after)
+    assert after["rouge_l"] > before["rouge_l"]
