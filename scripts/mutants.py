@@ -874,8 +874,8 @@ MUTANTS += [
            "a fresh session speaks Korean", "language"),
     Mutant("language.py", "    if not isinstance(edition, str):\n", "    if edition is None:\n",
            "an edition that is not text gets no clear error", "language"),
-    Mutant("language.py", 'return ko if _SESSION["language"] == "ko" else en',
-           'return ko if _SESSION["language"] != "en" else en', "pick reads any other language as Korean",
+    Mutant("language.py", 'return "ko" if edition.rstrip("/").endswith("/ko")',
+           'return "ko" if edition.endswith("/ko/")', "notebooks/ko without its last slash taken as English",
            "language"),
     # ------------------------------------------------------------------ train.py (launch arithmetic)
     Mutant("train.py", "    micro = max(n for n in range(1, batch + 1) if share % n == 0)\n",
