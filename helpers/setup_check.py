@@ -1,9 +1,16 @@
 """The setup cell's check: are the installed libraries the course's pins, and does the kernel need a restart?"""
 
+import sys
+
+# What was imported before this module: the setup cell imports it right after `%pip install`, so anything here
+# that the install replaced on disk is running as the old version until the kernel restarts. Taken before this
+# module's own imports: what they load now (packaging, say) is read from disk after the install, so it is current.
+_BEFORE = frozenset(sys.modules)
+LOADED_BEFORE = frozenset(name.partition(".")[0] for name in _BEFORE)
+
 import json
 import os
 import re
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -13,9 +20,6 @@ from packaging.version import Version
 
 from helpers import language
 
-# What was imported before this module: the setup cell imports it right after `%pip install`, so anything here
-# that the install replaced on disk is running as the old version until the kernel restarts.
-LOADED_BEFORE = frozenset(name.partition(".")[0] for name in sys.modules)
 # peft refuses an importable torchao older than this when it adds LoRA to a plain nn.Linear (peft.import_utils).
 PEFT_TORCHAO_MIN = Version("0.16.0")
 RESTART = "Colab: Runtime > Restart session; Kaggle: Run > Restart & clear cell outputs"
@@ -85,9 +89,11 @@ def closure(requirements: list[Requirement]) -> set[str]:
         except metadata.PackageNotFoundError:
             continue
         seen.add(name)
+        # a dependency behind a marker counts where the marker holds: for this Python, or for an extra asked for
+        extras = sorted(req.extras) or [""]
         for line in dist.requires or []:
             dep = Requirement(line)
-            if dep.marker is None or dep.marker.evaluate({"extra": ""}):
+            if dep.marker is None or any(dep.marker.evaluate({"extra": extra}) for extra in extras):
                 todo.append(dep)
     return seen
 

@@ -42,15 +42,20 @@ def per_device_settings(preset: str, gpus: int) -> dict:
         raise ValueError(f"preset must be one of {sorted(training.PRESETS)}, got {preset!r}.")
     settings = {**training.POST_SETTINGS, **training.PRESETS[preset]}
     batch, accumulation = settings["per_device_train_batch_size"], settings["gradient_accumulation_steps"]
-    # Split the accumulation first: each GPU then runs the micro-batch (and memory) it would run alone.
-    if accumulation % gpus == 0:
-        return dict(per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation // gpus)
-    if (batch * accumulation) % gpus == 0 and batch % gpus == 0:
-        return dict(per_device_train_batch_size=batch // gpus, gradient_accumulation_steps=accumulation)
-    raise ValueError(
-        f"preset {preset!r} takes {batch} x {accumulation} blocks per optimizer step, which {gpus} GPUs cannot share "
-        f"evenly: use gpus=1 or 2, or a preset whose batch x accumulation divides by {gpus}."
-    )
+    per_step = batch * accumulation
+    if per_step % gpus:
+        usable = [str(n) for n in range(1, per_step + 1) if per_step % n == 0]
+        choices = " or ".join(usable) if len(usable) < 3 else f"{', '.join(usable[:-1])} or {usable[-1]}"
+        raise ValueError(
+            f"preset {preset!r} takes {batch} x {accumulation} = {per_step} blocks per optimizer step, which {gpus} "
+            f"GPUs cannot share evenly: use gpus={choices}, or a preset whose "
+            f"batch x accumulation divides by {gpus}."
+        )
+    # Each GPU takes per_step / gpus blocks per step: as the largest micro-batch the preset itself runs (its memory),
+    # accumulated over the rest. On 2 GPUs the post's 2 x 2 becomes 2 x 1 each, on 4 GPUs 1 x 1 each.
+    share = per_step // gpus
+    micro = max(n for n in range(1, batch + 1) if share % n == 0)
+    return dict(per_device_train_batch_size=micro, gradient_accumulation_steps=share // micro)
 
 
 class ProgressPrinter(TrainerCallback):
@@ -134,8 +139,12 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", choices=sorted(data.DATASETS), default="dolly")
     parser.add_argument("--save-every", type=int, default=SAVE_EVERY, help="a checkpoint every N steps (GPU runs)")
     options = parser.parse_args(argv)
-    if options.eval_size is not None and options.eval_size >= 1:
-        options.eval_size = int(options.eval_size)
+    size = options.eval_size
+    if size is not None and not (0 < size < 1 or (size >= 1 and size == int(size))):
+        parser.error(f"argument --eval-size: pass a whole number of rows (1 or more) or a fraction between 0 and 1, "
+                     f"got {size:g}")
+    if size is not None and size >= 1:
+        options.eval_size = int(size)  # 1 is one row, not the whole data set as a fraction
     return options
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from helpers import auth, data, loading, prompting, runtime, training
+from helpers import auth, data, loading, prompting, runtime, train, training
 from helpers.runtime import Runtime
 
 SMOKE = Runtime("local", None, 0, None, None, torch.float32, "smoke", {"": "cpu"})
@@ -139,6 +139,23 @@ CASES = [
     ("auth check of a status code", lambda e: auth.is_auth_error(403), TypeError, "exc", "403"),
 ]
 
+# Issue 26: the kinds of bad input an independent mutation run found accepted.
+CASES += [
+    ("negative weight_decay", lambda e: training.sft_config("t4", "o", rt=T4, weight_decay=-0.01), ValueError,
+     "weight_decay", "-0.01"),
+    ("weight_decay below 0 in a trainer", lambda e: trainer_for(e, weight_decay=-1e-4), ValueError,
+     "weight_decay", "-0.0001"),
+    ("hold out as many rows as there are", lambda e: data.split(e.ds, eval_size=10), ValueError, "eval_size", "10"),
+    ("hold out True rows", lambda e: data.split(e.ds, eval_size=True), ValueError, "eval_size", "True"),
+    ("hold out a fraction of 0", lambda e: data.split(e.ds, eval_size=0.0), ValueError, "eval_size", "0.0"),
+    ("new tokens as many as the context", lambda e: prompting.generate(
+        e.model, e.tok, "Hi", max_new_tokens=e.model.config.max_position_embeddings), ValueError, "max_new_tokens",
+     "below the model's context"),
+    ("GPUs that cannot share the step", lambda e: train.per_device_settings("t4", 3), ValueError, "gpus",
+     "3 GPUs cannot share"),
+    ("a launch on no GPU", lambda e: train.command(0), ValueError, "gpus", "got 0"),
+]
+
 
 @pytest.mark.parametrize("call, kind, argument, got", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_refused_by_the_course_naming_the_argument(env, call, kind, argument, got):
@@ -154,5 +171,5 @@ def test_bad_input_is_refused_by_the_course_naming_the_argument(env, call, kind,
 def test_the_table_covers_every_helper_module_and_the_issues_cases():
     modules = {c[1].__code__.co_names for c in CASES}
     named = set().union(*modules)
-    assert {"training", "data", "prompting", "loading", "runtime", "auth"} <= named
+    assert {"training", "data", "prompting", "loading", "runtime", "auth", "train"} <= named
     assert len(CASES) >= 10 + 10

@@ -502,3 +502,48 @@ def test_every_check_speaks_korean(capsys, korean, name):
     kind, exercise, hint = korean_verdict(capsys, function(None, *args))
     assert kind == "pending" and exercise.startswith("연습 ") and HANGUL.search(exercise[3:]), exercise
     assert HANGUL.search(hint), hint
+
+
+# ----------------------------------------------------------------------------- near misses (issue 26)
+
+DQ = 8 / 128 + 32 / (128 * 256)  # 0.0634765625
+
+
+@pytest.mark.parametrize("call, answer", [
+    # rounded the way the notebooks and the paper print such numbers (the paper's 0.127 bits, 3 figures)
+    (checks.check_dq_bits, 0.0635), (checks.check_dq_bits, 0.06348), (checks.check_dq_bits, 0.063477),
+    (checks.check_dq_bits, np.float32(0.0635)),
+    (lambda a: checks.check_lora_percent(a, GEMMA_2B), 0.074),  # notebook 03 prints 0.074 %
+    (lambda a: checks.check_lora_percent(a, GEMMA_2B), 0.0735),  # notebook 05 prints 0.0735 %
+    (lambda a: checks.check_lora_percent(a, GEMMA_2B), 0.07355),
+    (checks.check_nf3_code, np.round(quant.normal_float_code(3).numpy(), 4).tolist()),  # as the solution prints it
+    (lambda a: checks.check_lora_output(a, LORA_Y), LORA_Y.bfloat16()),  # a 16-bit compute dtype's rounding
+])
+def test_every_rounded_form_the_notebooks_print_is_right(capsys, call, answer):
+    assert verdict(capsys, call(answer)) == "right"
+
+
+NF3 = quant.normal_float_code(3)
+
+
+@pytest.mark.parametrize("call, answer", [
+    # a float answer 0.05 % off, and one written to 3 figures but wrongly rounded
+    (checks.check_dq_bits, DQ * 1.0005), (checks.check_dq_bits, 0.0636), (checks.check_dq_bits, 0.0634),
+    (checks.check_dq_bits, 0.063),  # 2 figures: what 8/128 = 0.0625 (no second level) rounds to as well
+    (checks.check_dq_bits, 8 / 128 + 16 / (128 * 256)),  # fp16 second-level constants: 0.8 % off
+    (checks.check_constant_bits, 0.125 * 1.0005),
+    (lambda a: checks.check_lora_percent(a, GEMMA_2B), LORA_PERCENT * 1.0005),
+    (lambda a: checks.check_lora_percent(a, GEMMA_2B), 0.0736),
+    (lambda a: checks.check_lora_percent(a, GEMMA_2B), 0.073),
+    (lambda a: checks.check_lora_percent(a, GEMMA_2B), 0.07),
+    (lambda a: checks.check_block_dequantize(a, Q3, ABSMAX3, X3.shape, 32), BLOCKS3 * 1.0005),
+    # NF3 levels: one level 0.01 off, one 0.001 off, all shifted by 0.0002
+    (checks.check_nf3_code, torch.cat([NF3[:3], NF3[3:4] + 0.01, NF3[4:]])),
+    (checks.check_nf3_code, torch.cat([NF3[:5], NF3[5:6] - 0.001, NF3[6:]])),
+    (checks.check_nf3_code, NF3 + 2e-4),
+    # a LoRA layer's output 10 % and 3 % off
+    (lambda a: checks.check_lora_output(a, LORA_Y), LORA_Y * 1.1),
+    (lambda a: checks.check_lora_output(a, LORA_Y), LORA_Y * 1.03),
+])
+def test_a_near_miss_is_a_wrong_answer(capsys, call, answer):
+    assert verdict(capsys, call(answer)) == "not yet"

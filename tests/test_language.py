@@ -1,7 +1,11 @@
 """The session's language picks the teaching lines: English by default, Korean after a Korean setup cell."""
 
+import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +45,17 @@ def test_the_mode_line_follows_the_language(monkeypatch):
     korean = runtime.describe(rt)
     assert english.startswith("Smoke mode") and not re.search("[\uac00-\ud7a3]", english)
     assert korean.startswith("스모크 모드") and "Runtime > Change runtime type > T4 GPU" in korean
+
+
+def test_a_fresh_session_speaks_english_until_a_setup_cell_says_otherwise():
+    # In this process other tests may have set the language: only a new interpreter shows the default.
+    code = "from helpers import language; print(language.current(), language.pick('right', '맞았습니다'))"
+    env = dict(os.environ, PYTHONPATH=str(Path(language.__file__).resolve().parent.parent))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["en", "right"]
+
+
+@pytest.mark.parametrize("bad", [None, 3, Path("notebooks/ko"), b"notebooks/ko/"])
+def test_an_edition_that_is_not_a_folder_name_is_refused_by_name(bad):
+    with pytest.raises(TypeError, match="edition must be a notebook folder"):
+        language.edition_language(bad)

@@ -191,3 +191,42 @@ def test_launch_without_an_adapter_line_fails_with_the_last_lines(monkeypatch):
     monkeypatch.setattr(train.auth, "hf_token", lambda: None)
     with pytest.raises(RuntimeError, match=r"(?s)failed \(exit code 1\).*ValueError: something broke"):
         train.launch(1)
+
+
+# The preset's batch x accumulation on 1 to 8 GPUs: per GPU (batch, accumulation), or None when they cannot share it.
+SHARES = {
+    "t4": {1: (2, 2), 2: (2, 1), 4: (1, 1)},  # the post's 2 x 2
+    "t4_b4": {1: (4, 1), 2: (2, 1), 4: (1, 1)},  # 4 x 1
+    "smoke": {1: (2, 2), 2: (2, 1), 4: (1, 1)},
+}
+
+
+@pytest.mark.parametrize("preset", sorted(SHARES))
+@pytest.mark.parametrize("gpus", range(1, 9))
+def test_each_gpu_count_gets_the_presets_step_or_a_clear_refusal(preset, gpus):
+    expected = SHARES[preset].get(gpus)
+    if expected is None:
+        with pytest.raises(ValueError, match=rf"{gpus} GPUs cannot share evenly: use gpus=1, 2 or 4"):
+            train.per_device_settings(preset, gpus)
+        return
+    settings = train.per_device_settings(preset, gpus)
+    assert (settings["per_device_train_batch_size"], settings["gradient_accumulation_steps"]) == expected
+    preset_settings = {**training.POST_SETTINGS, **training.PRESETS[preset]}
+    batch = preset_settings["per_device_train_batch_size"]
+    # the same blocks per optimizer step, and never a bigger micro-batch (more memory) than the preset's own
+    assert expected[0] * expected[1] * gpus == batch * preset_settings["gradient_accumulation_steps"]
+    assert 1 <= expected[0] <= batch
+
+
+@pytest.mark.parametrize("typed, read", [("1", 1), ("1.0", 1), ("200", 200), ("0.1", 0.1), ("0.5", 0.5), (None, None)])
+def test_eval_size_on_the_command_line_is_a_row_count_from_1_and_a_fraction_below(typed, read):
+    options = train._options([] if typed is None else ["--eval-size", typed])
+    assert options.eval_size == read and type(options.eval_size) is type(read)
+
+
+@pytest.mark.parametrize("typed", ["2.5", "0", "-1", "1.5"])
+def test_an_eval_size_that_is_neither_is_refused_naming_the_option(typed, capsys):
+    with pytest.raises(SystemExit):
+        train._options(["--eval-size", typed])
+    error = capsys.readouterr().err
+    assert "--eval-size: pass a whole number of rows (1 or more) or a fraction between 0 and 1" in error
