@@ -261,10 +261,9 @@ def test_the_smoke_run_teaches_where_an_answer_ends_and_nowhere_else(lessons, da
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 23/24's goal, not met yet: measured stopped with text 3 -> 7 of 8 (English) and "
-                   "5 -> 5 (Korean): the base model already stops where a pre-training document ended", strict=False)
 @pytest.mark.parametrize("dataset", ["dolly", "dolly-ko"])
 def test_the_smoke_run_shows_learning_in_the_answers(lessons, dataset):
+    """Issue 23/24's goal: at least 5 of 8 held-out answers stop by themselves after training, none before."""
     before, after = lessons(dataset)["before"], lessons(dataset)["after"]
     assert before["stopped"] == 0 and after["stopped"] >= 5, (before, after)
     assert after["rouge_l"] > before["rouge_l"]
