@@ -272,11 +272,12 @@ def test_course_model_replaces_gemma_2b_in_full_mode_only(monkeypatch, tmp_path)
 @pytest.mark.slow
 def test_the_build_script_rebuilds_the_committed_tiny_model_bit_for_bit():
     """scripts/build_tiny_model.py --check rebuilds data/tiny_gemma in a scratch folder (about 2-4 minutes)."""
+    import os
     import subprocess
     import sys
 
     root = Path(data.__file__).parent.parent
-    done = subprocess.run([sys.executable, "scripts/build_tiny_model.py", "--check"], cwd=root, capture_output=True,
-                          text=True, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    done = subprocess.run([sys.executable, "scripts/build_tiny_model.py", "--check"], check=False, cwd=root,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
     # Float sums can round differently on another CPU family: a difference there is the machine, not the recipe.
     assert done.returncode == 0 and "identical" in done.stdout, done.stdout + done.stderr[-2000:]

@@ -253,7 +253,7 @@ def lessons(tiny_dir):
 def test_the_smoke_run_teaches_where_an_answer_ends_and_nowhere_else(lessons, dataset):
     before, after = lessons(dataset)["before"], lessons(dataset)["after"]
     end = "P(<eos>) after the reference"
-    # measured (English / Korean, committed model): 0.0000 -> 0.14 / 0.0000 -> 0.30 after the reference, while after the prompt and
+    # measured (English / Korean): 0.0000 -> 0.14 / 0.0000 -> 0.30 after the reference, while after the prompt and
     # inside the reference it stays at 0.001 or below: the adapter learned where an answer ends, not "say <eos> more"
     assert after[end] > 0.05 and after[end] > 10 * before[end], (before[end], after[end])
     assert after[end] > 20 * max(after["P(<eos>) after the prompt"], after["P(<eos>) inside the reference"]), after
