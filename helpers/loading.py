@@ -33,7 +33,9 @@ GEMMA = HUB_MODEL
 QUANT_TYPES = ("nf4", "fp4")
 # Gemma's special-token ids (pad 0, eos 1, bos 2, unk 3), kept in the tiny model too.
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
-TINY_VOCAB = 2048
+# Big enough that an English word is about one token and a Korean word two (measured on the samples: a median answer
+# of 23 tokens in English and 18 in Korean), so a short answer fits in notebook 06's 40 smoke tokens.
+TINY_VOCAB = 4096
 # GPT-2's word split (a word keeps the space before it), except that newlines stick to the word or punctuation they
 # follow: "Response\n" (the prompt's end) and ".\n" (an answer's end) are different tokens, as they are in a large
 # model's context, so a 2-layer model can tell where an answer may end from the last token alone.
@@ -51,6 +53,8 @@ GEMMA_2B_SHAPE = dict(
     tie_word_embeddings=True,
 )
 RECIPE = "course_recipe.json"
+# The committed tiny model's folder: data/tiny_gemma in the repository, helpers/tiny_gemma in the wheel.
+TINY_FOLDER = "tiny_gemma"
 # Gemma-2B's shape (1 KV head, tied embeddings, GeGLU MLP 8x hidden) shrunk to two small layers.
 TINY_SHAPE = dict(
     hidden_size=64,
@@ -64,12 +68,16 @@ TINY_SHAPE = dict(
     # Wider than Gemma's 0.02, so that the tied output embedding can move the loss within a few dozen steps.
     initializer_range=0.1,
 )
-# A short pre-training on both samples' plain text, English and Korean (measured: 13-40 s on two shared CPU cores),
-# so the tiny model writes words before notebook 05 teaches it the response format. As in real pre-training, <eos>
-# ends each document (here 10 rows of one language run together), so the model knows the word: without it, every
-# step pushes <eos> down and the smoke run's 30 steps of LoRA lift P(<eos>) after a held-out answer to about 0.01
-# instead of 0.08 (measured with the English sample alone).
-TINY_PRETRAIN = dict(steps=200, batch=8, block=128, learning_rate=5e-3, warmup=0.05, rows_per_document=10)
+# The pre-training that scripts/build_tiny_model.py runs once (a few minutes on two CPU cores) before committing the
+# weights in data/tiny_gemma: the samples' plain text, one language per document, many reshuffled copies of each
+# sample's rows run together as paragraphs (instruction, input, answer), the <eos> only at a document's end after a
+# blank line. So the model writes words of the prompt's language and knows <eos>, yet an answer never ends with it:
+# before notebook 05 the base model goes on after a sentence instead of stopping, as a real base model does.
+# The rows notebook 05 holds out (its split: EVAL_SIZE 8, seed 0) are left out, so notebook 06 scores text the
+# model never saw.
+TINY_PRETRAIN = dict(steps=800, batch=8, block=128, learning_rate=5e-3, warmup=0.05, copies=60, held_out=8,
+                     split_seed=0)
+
 
 
 def gemma_2b_config() -> GemmaConfig:
@@ -274,20 +282,37 @@ def _tiny_recipe(seed: int) -> dict:
             "pretrain": TINY_PRETRAIN}
 
 
+def _pretrain_documents(rows: dict[str, list[dict]], seed: int) -> list[str]:
+    """Return the pre-training documents: per sample, reshuffled copies of its training rows as plain paragraphs."""
+    import random
+
+    from helpers.data import split
+
+    documents, rng = [], random.Random(seed)
+    for sample in rows.values():  # one language per document
+        held_out = split(Dataset.from_list(sample), eval_size=TINY_PRETRAIN["held_out"],
+                         seed=TINY_PRETRAIN["split_seed"])["test"]
+        unseen = {(r["instruction"], r["input"]) for r in held_out}
+        paragraphs = ["\n".join(t for t in (r["instruction"], r["input"], r["output"]) if t)
+                      for r in sample if (r["instruction"], r["input"]) not in unseen]
+        for _ in range(TINY_PRETRAIN["copies"]):
+            rng.shuffle(paragraphs)
+            # Paragraphs end with a blank line, the document too: "\n\n" then <eos>, never an answer's ".\n".
+            documents.append("".join(p + "\n\n" for p in paragraphs))
+    rng.shuffle(documents)
+    return documents
+
+
 def _pretrain_tiny(model: GemmaForCausalLM, tokenizer: PreTrainedTokenizerFast, rows: dict[str, list[dict]],
                    seed: int) -> None:
-    """Pre-train the tiny model briefly with transformers' Trainer on the samples' plain text (no template)."""
+    """Pre-train the tiny model with transformers' Trainer on the samples' plain text (no template)."""
     from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
 
-    # Plain text, one paragraph per row, neither the "###" template nor an <eos> after each answer: those are what
-    # the QLoRA step of notebook 05 has to teach. Every few rows make one document, ended by <eos>.
-    per_doc = TINY_PRETRAIN["rows_per_document"]
+    # Plain text, neither the "###" template nor an <eos> after each answer: those are what the QLoRA step of
+    # notebook 05 has to teach.
     ids = []
-    for sample in rows.values():  # each sample's own documents: one language per document
-        paragraphs = ["\n".join(t for t in (r["instruction"], r["input"], r["output"]) if t) for r in sample]
-        for start in range(0, len(paragraphs), per_doc):
-            document = "\n\n".join(paragraphs[start : start + per_doc])
-            ids += tokenizer(document, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    for document in _pretrain_documents(rows, seed):
+        ids += tokenizer(document, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
     block = TINY_PRETRAIN["block"]
     blocks = [ids[i : i + block] for i in range(0, len(ids) - block + 1, block)]
     data = Dataset.from_dict({"input_ids": blocks, "labels": blocks})
@@ -313,18 +338,17 @@ def _pretrain_tiny(model: GemmaForCausalLM, tokenizer: PreTrainedTokenizerFast, 
     model.config.use_cache = True  # the Trainer turned the cache off for training; a base model ships with it on
 
 
-def tiny_gemma(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str:
-    """Build (once, no download) a tiny Gemma-architecture model, briefly pre-trained, and its tokenizer."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}.")
-    if seed < 0:
-        raise ValueError(f"seed must be 0 or more (torch.manual_seed's range), got {seed!r}.")
-    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
-        raise TypeError(f"cache_dir must be a folder path (str or Path) or None, got {cache_dir!r}.")
-    root = Path(cache_dir or os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "qlora-course")
-    folder, recipe = root / f"tiny-gemma-seed{seed}", _tiny_recipe(seed)
-    if (folder / RECIPE).is_file() and json.loads((folder / RECIPE).read_text()) == recipe:
-        return str(folder)
+def committed_tiny() -> Path:
+    """Return the folder of the committed tiny Gemma: inside the installed package (wheel) first, else data/."""
+    packaged = Path(__file__).with_name(TINY_FOLDER)
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "data" / TINY_FOLDER
+
+
+def build_tiny(folder: str | os.PathLike, seed: int = 0) -> Path:
+    """Build the tiny Gemma (tokenizer, pre-trained weights, recipe) into folder; minutes on a CPU."""
+    folder = Path(folder)
     rows = _tiny_rows()
     tokenizer = _train_tokenizer([format_prompt(row) for sample in rows.values() for row in sample])
     config = GemmaConfig(
@@ -339,12 +363,34 @@ def tiny_gemma(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str
         torch.manual_seed(seed)
         model = GemmaForCausalLM(config)
         _pretrain_tiny(model, tokenizer, rows, seed)  # Trainer seeds every RNG: keep that inside the fork too
-        root.mkdir(parents=True, exist_ok=True)
-        # Build in a scratch folder and rename it into place, so a half-written model is never reused.
-        scratch = Path(tempfile.mkdtemp(dir=root, prefix=folder.name + "."))
-        model.save_pretrained(scratch)
-    tokenizer.save_pretrained(scratch)
-    (scratch / RECIPE).write_text(json.dumps(recipe, indent=1))
+        model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / RECIPE).write_text(json.dumps(_tiny_recipe(seed), indent=1) + "\n")
+    return folder
+
+
+def tiny_gemma(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str:
+    """Return the tiny Gemma's folder: the committed one (data/tiny_gemma), else one built once into the cache."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}.")
+    if seed < 0:
+        raise ValueError(f"seed must be 0 or more (torch.manual_seed's range), got {seed!r}.")
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(f"cache_dir must be a folder path (str or Path) or None, got {cache_dir!r}.")
+    recipe = _tiny_recipe(seed)
+    # The committed model (scripts/build_tiny_model.py) serves every machine the same weights, when it was built
+    # from today's recipe (samples, shape, pre-training); any other seed or recipe is built here once.
+    committed = committed_tiny()
+    if (committed / RECIPE).is_file() and json.loads((committed / RECIPE).read_text()) == recipe:
+        return str(committed)
+    root = Path(cache_dir or os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "qlora-course")
+    folder = root / f"tiny-gemma-seed{seed}"
+    if (folder / RECIPE).is_file() and json.loads((folder / RECIPE).read_text()) == recipe:
+        return str(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    # Build in a scratch folder and rename it into place, so a half-written model is never reused.
+    scratch = Path(tempfile.mkdtemp(dir=root, prefix=folder.name + "."))
+    build_tiny(scratch, seed)
     if folder.is_dir():  # built from another recipe (an older course version): move it aside
         stale = Path(tempfile.mkdtemp(dir=root, prefix=folder.name + ".stale."))
         folder.rename(stale / folder.name)

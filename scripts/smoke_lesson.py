@@ -1,6 +1,6 @@
 """Measure what notebook 05's smoke run teaches the tiny Gemma, the way the notebook trains and scores it.
 
-Usage: python scripts/smoke_lesson.py [dolly | dolly-ko ...]   (both by default)
+Usage: python scripts/smoke_lesson.py [dolly | dolly-ko ...] [--seeds 42,1,2]   (both data sets, seed 42 by default)
 Prints, before and after the 30 smoke steps on the 8 held-out rows: how the greedy answers ended, the content
 measure (evaluate.rouge_l, which sees Hangul), P(<eos>) after the reference answer and elsewhere, and the times.
 """
@@ -27,8 +27,8 @@ def _scores(model, tokenizer, scored, prompts: list[str]) -> dict:
     return result | {f"P(<eos>) {where}": sum(p) / len(p) for where, p in eos.items()} | {"texts": texts}
 
 
-def measure(dataset: str = "dolly", tiny_dir: str | None = None, output_dir: str | None = None) -> dict:
-    """Train notebook 05's smoke run on `dataset` and return its before/after scores and the training time."""
+def measure(dataset: str = "dolly", tiny_dir: str | None = None, output_dir: str | None = None, seed: int = 42) -> dict:
+    """Train notebook 05's smoke run on `dataset` (training seed `seed`) and return its before/after scores and time."""
     tiny_dir = tiny_dir or loading.tiny_gemma()
     rows = data.load_alpaca(SMOKE, dataset=dataset)
     parts = data.split(rows, eval_size=min(EVAL_SIZE, max(1, len(rows) // 5)), seed=0)
@@ -38,7 +38,7 @@ def measure(dataset: str = "dolly", tiny_dir: str | None = None, output_dir: str
         trainer = training.make_trainer(model, tokenizer, parts["train"], parts["test"], preset="smoke", rt=SMOKE,
                                         output_dir=output_dir or scratch,
                                         peft_config=training.lora_config(**training.SMOKE_LORA),
-                                        per_device_eval_batch_size=2, disable_tqdm=True)
+                                        per_device_eval_batch_size=2, disable_tqdm=True, seed=seed)
         prompts = [prompting.inference_prompt(row) for row in scored]
         before = _scores(trainer.model, tokenizer, scored, prompts)
         start = time.perf_counter()
@@ -63,5 +63,12 @@ if __name__ == "__main__":
     start = time.perf_counter()
     tiny = loading.tiny_gemma()
     print(f"tiny model ready in {time.perf_counter() - start:.1f} s: {tiny}")
-    for name in sys.argv[1:] or ["dolly", "dolly-ko"]:
-        report(name, measure(name, tiny))
+    args = sys.argv[1:]
+    seeds = [42]
+    if "--seeds" in args:
+        at = args.index("--seeds")
+        seeds, args = [int(s) for s in args[at + 1].split(",")], args[:at] + args[at + 2 :]
+    for name in args or ["dolly", "dolly-ko"]:
+        for seed in seeds:
+            print(f"-- training seed {seed}")
+            report(name, measure(name, tiny, seed=seed))

@@ -46,7 +46,7 @@ def test_tiny_gemma_has_gemma_2bs_architecture_and_a_trained_tokenizer(tiny_dir)
     config = AutoConfig.from_pretrained(tiny_dir)
     assert config.model_type == "gemma" and config.architectures == ["GemmaForCausalLM"]
     assert config.num_key_value_heads == 1 and config.tie_word_embeddings and config.num_hidden_layers == 2
-    assert config.hidden_size <= 128 and 1000 <= config.vocab_size <= 2048
+    assert config.hidden_size <= 128 and 1000 <= config.vocab_size <= 4096
     tokenizer = loading.load_tokenizer(tiny_dir)
     assert (tokenizer.pad_token, tokenizer.padding_side) == ("<eos>", "right")
     assert (tokenizer.bos_token_id, tokenizer.eos_token_id) == (config.bos_token_id, config.eos_token_id)
@@ -57,10 +57,60 @@ def test_tiny_gemma_has_gemma_2bs_architecture_and_a_trained_tokenizer(tiny_dir)
     assert len(ids) < len(text) / 2.5  # BPE learned the template's words: far fewer tokens than characters
 
 
-def test_tiny_gemma_is_cached_rebuilt_when_stale_and_deterministic(tiny_dir, tmp_path, capfd):
-    weights = Path(tiny_dir, "model.safetensors")
+@pytest.fixture
+def nothing_committed(monkeypatch, tmp_path_factory):
+    """Hide the committed tiny model, so tiny_gemma builds into the cache as on a checkout without it."""
+    monkeypatch.setattr(loading, "committed_tiny", lambda: tmp_path_factory.mktemp("no-committed-model"))
+
+
+@pytest.fixture
+def short_pretraining(monkeypatch):
+    """Pre-train for 3 steps on one copy of the samples: the build's logic in seconds, not its result."""
+    monkeypatch.setattr(loading, "TINY_PRETRAIN", {**loading.TINY_PRETRAIN, "steps": 3, "copies": 1})
+
+
+def test_the_committed_tiny_model_is_todays_recipe_and_ships_in_the_wheel(tiny_dir):
+    committed = loading.committed_tiny()
+    assert tiny_dir == str(committed) == str(Path(data.__file__).parent.parent / "data" / "tiny_gemma")
+    # Changed the samples or the recipe? Rebuild it: python scripts/build_tiny_model.py, and commit data/tiny_gemma.
+    assert json.loads((committed / "course_recipe.json").read_text()) == loading._tiny_recipe(0)
+    files = {p.name: p.stat().st_size for p in committed.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "built_with.json"} <= set(files)
+    assert sum(files.values()) < 8e6, files  # a few MB in git
+    pyproject = (Path(data.__file__).parent.parent / "pyproject.toml").read_text()
+    assert '"data/tiny_gemma" = "helpers/tiny_gemma"' in pyproject
+    assert loading.tiny_gemma(seed=0, cache_dir="/nonexistent") == tiny_dir  # no cache needed, none written
+
+
+def test_the_base_model_writes_on_after_a_sentence_instead_of_stopping(tiny_dir):
+    """Before notebook 05, the tiny model is a base model: <eos> is unlikely after the prompt and after an answer."""
+    from helpers import evaluate
+
+    model, tokenizer = loading.load_model(tiny_dir, SMOKE, for_training=False), loading.load_tokenizer(tiny_dir)
+    rows = [r for sample in loading._tiny_rows().values() for r in sample[:4]]
+    prompts = [prompting.inference_prompt(r) for r in rows]
+    examples = [prompting.format_prompt(r) for r in rows]
+    places = evaluate.eos_places(model, tokenizer, prompts, examples)
+    # measured: at most about 1e-4 at any of the three places (an <eos> only ever ended a long document)
+    assert max(max(p) for p in places.values()) < 0.01, places
+
+
+def test_pre_training_leaves_out_notebook_05s_held_out_rows():
+    rows = loading._tiny_rows()
+    text = "".join(loading._pretrain_documents(rows, seed=0))
+    for name, sample in rows.items():
+        held_out = data.split(datasets.Dataset.from_list(sample), eval_size=8, seed=0)["test"]
+        assert not [r["output"] for r in held_out if r["output"] in text], name
+        assert sum(r["output"] in text for r in sample) == len(sample) - 8
+    assert "###" not in text and "<eos>" not in text  # plain text: the template is notebook 05's to teach
+
+
+def test_tiny_gemma_is_cached_rebuilt_when_stale_and_deterministic(nothing_committed, short_pretraining, tmp_path,
+                                                                  capfd):
+    first = Path(loading.tiny_gemma(seed=0, cache_dir=tmp_path / "a"))
+    weights = first / "model.safetensors"
     built = weights.stat().st_mtime_ns
-    assert loading.tiny_gemma(cache_dir=Path(tiny_dir).parent) == tiny_dir
+    assert loading.tiny_gemma(cache_dir=tmp_path / "a") == str(first)
     assert weights.stat().st_mtime_ns == built
     stale = tmp_path / "tiny-gemma-seed0"  # as an older course version might have left it
     stale.mkdir()
@@ -68,18 +118,19 @@ def test_tiny_gemma_is_cached_rebuilt_when_stale_and_deterministic(tiny_dir, tmp
     again = loading.tiny_gemma(seed=0, cache_dir=tmp_path)
     assert again == str(stale) and (stale / "course_recipe.json").is_file()
     assert Path(again, "model.safetensors").read_bytes() == weights.read_bytes()
-    assert Path(again, "tokenizer.json").read_bytes() == Path(tiny_dir, "tokenizer.json").read_bytes()
+    assert Path(again, "tokenizer.json").read_bytes() == Path(first, "tokenizer.json").read_bytes()
     capfd.readouterr()
     other = loading.tiny_gemma(seed=1, cache_dir=tmp_path)
-    # the build runs inside notebook 02's first model cell: no "Generating train split" bar, no log line
+    # the build may run inside a notebook's model cell: no "Generating train split" bar, no log line
     assert capfd.readouterr() == ("", "")
     assert not datasets.are_progress_bars_disabled()  # and the learner's settings are as they were
     assert Path(other, "model.safetensors").read_bytes() != weights.read_bytes()
-    assert not [p for p in tmp_path.iterdir() if p.name not in ("tiny-gemma-seed0", "tiny-gemma-seed1")]
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("a", "tiny-gemma-seed0", "tiny-gemma-seed1")]
 
 
 @pytest.mark.parametrize("change", [{"seed": 1}, {"shape": {**loading.TINY_SHAPE, "hidden_size": 32}}])
-def test_a_cached_tiny_model_from_another_recipe_is_rebuilt(tiny_dir, tmp_path, change, monkeypatch):
+def test_a_cached_tiny_model_from_another_recipe_is_rebuilt(tiny_dir, tmp_path, change, monkeypatch,
+                                                          nothing_committed):
     # Only whether it rebuilds matters here: skip the rebuilt model's pre-training (tested with tiny_dir).
     monkeypatch.setattr(loading, "_pretrain_tiny", lambda *args: None, raising=False)
     cached = tmp_path / "tiny-gemma-seed0"
@@ -99,10 +150,10 @@ def test_load_model_uses_the_quantization_config_it_is_given(tiny_dir):
     assert state.quant_type == "fp4" and not state.nested
 
 
-def test_tiny_gemma_uses_course_cache_dir(monkeypatch, tiny_dir):
-    monkeypatch.setenv("COURSE_CACHE_DIR", str(Path(tiny_dir).parent))
-    assert loading.tiny_gemma() == tiny_dir
-    assert loading.model_name(SMOKE) == tiny_dir
+def test_tiny_gemma_uses_course_cache_dir(monkeypatch, tiny_dir, tmp_path, nothing_committed):
+    monkeypatch.setattr(loading, "_pretrain_tiny", lambda *args: None)  # where it goes matters here, not the weights
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    assert loading.tiny_gemma() == loading.model_name(SMOKE) == str(tmp_path / "tiny-gemma-seed0")
     assert loading.model_name(T4) == "google/gemma-2b"
     with pytest.raises(TypeError, match="seed must be an int"):
         loading.tiny_gemma(seed="0")
@@ -189,7 +240,7 @@ def test_the_tiny_model_is_built_from_both_samples_and_tells_the_prompts_end_fro
     recipe = json.loads(Path(tiny_dir, "course_recipe.json").read_text())
     assert sorted(recipe["samples_sha256"]) == sorted(data.DATASETS)
     rows = loading._tiny_rows()
-    assert {name: len(r) for name, r in rows.items()} == {"dolly": 83, "dolly-ko": 40}
+    assert {name: len(r) for name, r in rows.items()} == {"dolly": 83, "dolly-ko": 85}
     assert all(set(row) >= {"instruction", "input", "output"} for sample in rows.values() for row in sample)
     tokenizer = loading.load_tokenizer(tiny_dir)
     ids = tokenizer(prompting.format_prompt({"instruction": "Why?", "input": "", "output": "Because."})).input_ids
@@ -216,3 +267,17 @@ def test_course_model_replaces_gemma_2b_in_full_mode_only(monkeypatch, tmp_path)
     monkeypatch.setenv("COURSE_MODEL", str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="is not a model folder"):
         loading.model_name(T4)
+
+
+@pytest.mark.slow
+def test_the_build_script_rebuilds_the_committed_tiny_model_bit_for_bit():
+    """scripts/build_tiny_model.py --check rebuilds data/tiny_gemma in a scratch folder (about 2-4 minutes)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(data.__file__).parent.parent
+    done = subprocess.run([sys.executable, "scripts/build_tiny_model.py", "--check"], check=False, cwd=root,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    # Float sums can round differently on another CPU family: a difference there is the machine, not the recipe.
+    assert done.returncode == 0 and "identical" in done.stdout, done.stdout + done.stderr[-2000:]

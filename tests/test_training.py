@@ -163,7 +163,7 @@ def test_the_smoke_run_teaches_the_tiny_model_where_an_answer_ends(tiny_dir, tmp
     before = sum(evaluate.eos_probability(trainer.model, tokenizer, examples)) / len(examples)
     training.train(trainer)
     after = sum(evaluate.eos_probability(trainer.model, tokenizer, examples)) / len(examples)
-    # measured: about 0.0003 before and 0.08 after; the post's q/k/v/o adapter reaches about 0.002
+    # measured with the committed model: below 0.0001 before, about 0.14 after (the post's q/k/v/o adapter: far less)
     assert before < 0.002 and after > 0.02, (before, after)
 
 
@@ -253,7 +253,7 @@ def lessons(tiny_dir):
 def test_the_smoke_run_teaches_where_an_answer_ends_and_nowhere_else(lessons, dataset):
     before, after = lessons(dataset)["before"], lessons(dataset)["after"]
     end = "P(<eos>) after the reference"
-    # measured (English / Korean): 0.0001 -> 0.19 / 0.0002 -> 0.15 after the reference, while after the prompt and
+    # measured (English / Korean): 0.0000 -> 0.14 / 0.0000 -> 0.30 after the reference, while after the prompt and
     # inside the reference it stays at 0.001 or below: the adapter learned where an answer ends, not "say <eos> more"
     assert after[end] > 0.05 and after[end] > 10 * before[end], (before[end], after[end])
     assert after[end] > 20 * max(after["P(<eos>) after the prompt"], after["P(<eos>) inside the reference"]), after
@@ -261,10 +261,9 @@ def test_the_smoke_run_teaches_where_an_answer_ends_and_nowhere_else(lessons, da
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 23/24's goal, not met yet: measured stopped with text 3 -> 7 of 8 (English) and "
-                   "5 -> 5 (Korean): the base model already stops where a pre-training document ended", strict=False)
 @pytest.mark.parametrize("dataset", ["dolly", "dolly-ko"])
 def test_the_smoke_run_shows_learning_in_the_answers(lessons, dataset):
+    """Issue 23/24's goal: at least 5 of 8 held-out answers stop by themselves after training, none before."""
     before, after = lessons(dataset)["before"], lessons(dataset)["after"]
     assert before["stopped"] == 0 and after["stopped"] >= 5, (before, after)
     assert after["rouge_l"] > before["rouge_l"]
