@@ -1,4 +1,4 @@
-"""Notebook 06: the base model against base + adapter on the held-out rows, token by token; its exercises' checks."""
+"""Notebook 06: the loss on the reference answers alone (base vs base + adapter); its exercises' checks."""
 
 import math
 
@@ -27,17 +27,16 @@ def answer_tokens(tokenizer, row: dict) -> tuple[list[int], int]:
     return ids, start
 
 
-def token_stats(model, tokenizer, rows, batch_size: int = 2) -> dict:
-    """Return the answer-only loss and P(<eos>) at the answer's start, inside it and right after it, over rows.
+def answer_loss(model, tokenizer, rows, batch_size: int = 2) -> dict:
+    """Return the mean cross-entropy over the reference answers' tokens and their closing <eos>, with the prompt given.
 
-    "answer loss": mean cross-entropy over the answer's tokens and its closing <eos> (the template, instruction
-    and input are given, not scored); "P(<eos>) at start": right after "### Response" (an empty answer);
-    "P(<eos>) inside": mean over the answer's other positions; "P(<eos>) at end": right after the reference.
+    The template, instruction and input are given, not scored (the eval loss scores them too); P(<eos>) by position
+    is evaluate.eos_places. Returns {"answer loss": mean over every answer token, "answer tokens": their count}.
     """
     rows = _rows(rows)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number, 1 or more, got {batch_size!r}.")
-    nll, count, start_p, inside_p, end_p = 0.0, 0, [], [], []
+    nll, count = 0.0, 0
     was_training = model.training
     model.eval()
     try:
@@ -55,16 +54,10 @@ def token_stats(model, tokenizer, rows, batch_size: int = 2) -> dict:
                     scored = logp[b, start - 1 : len(row_ids) - 1]  # the answer's tokens and its <eos>
                     nll -= scored.gather(1, targets[:, None]).sum().item()
                     count += len(targets)
-                    p_eos = scored[:, tokenizer.eos_token_id].exp().tolist()
-                    start_p.append(p_eos[0])
-                    end_p.append(p_eos[-1])
-                    inside_p += p_eos[1:-1]
                 del logits, logp
     finally:
         model.train(was_training)
-    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
-    return {"answer loss": nll / count, "answer tokens": count, "P(<eos>) at start": mean(start_p),
-            "P(<eos>) inside": mean(inside_p), "P(<eos>) at end": mean(end_p)}
+    return {"answer loss": nll / count, "answer tokens": count}
 
 
 def share_interval(k: int, n: int) -> float:
@@ -98,11 +91,13 @@ def check_share_interval(answer: object, k: int = 24, n: int = 48) -> bool:
                       f"p = {k}/{n}; 반폭은 1.96 * sqrt(p * (1 - p) / n)입니다(퍼센트가 아니라 비율로)."))
 
 
-def check_eos_ratio(answer: object, stats: dict) -> bool:
-    """Notebook 06, exercise 3: how many times likelier <eos> is right after the reference than inside the answer."""
-    expected = stats["P(<eos>) at end"] / stats["P(<eos>) inside"]
+def check_eos_ratio(answer: object, places: dict) -> bool:
+    """Notebook 06, exercise 3: how many times likelier <eos> is right after the reference than inside it."""
+    expected = places["after the reference"] / places["inside the reference"]
     ok = None if answer is None else isinstance(answer, (int, float)) and not isinstance(answer, bool) and \
         math.isclose(answer, expected, rel_tol=1e-6)
     return check(pick("Exercise 3: is the stop specific?", "연습 3: 멈춤이 그 자리에만 나타날까?"), ok,
-                 pick('divide stats["P(<eos>) at end"] by stats["P(<eos>) inside"] of the adapter\'s statistics.',
-                      '어댑터 통계의 stats["P(<eos>) at end"]를 stats["P(<eos>) inside"]로 나누세요.'))
+                 pick('divide eos["base + adapter"]["after the reference"] by eos["base + adapter"]["inside the '
+                      'reference"].',
+                      'eos["base + adapter"]["after the reference"]를 eos["base + adapter"]["inside the reference"]로 '
+                      '나누세요.'))

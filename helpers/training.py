@@ -191,8 +191,10 @@ def _check_names(overrides: dict, cls: type, where: str) -> None:
     """Raise a TypeError naming any override that is not a field of the dataclass cls."""
     unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
     if unknown:
-        hints = "".join(f" '{k}' is now '{RENAMED[k]}'." for k in unknown if k in RENAMED)
-        raise TypeError(f"{where} got unknown setting(s) {unknown}: use {cls.__name__}'s field names.{hints}")
+        hints = "".join(pick(f" '{k}' is now '{RENAMED[k]}'.", f" '{k}'은(는) 이제 '{RENAMED[k]}'입니다.")
+                        for k in unknown if k in RENAMED)
+        raise TypeError(pick(f"{where} got unknown setting(s) {unknown}: use {cls.__name__}'s field names.{hints}",
+                             f"{where}가 모르는 설정 {unknown}: {cls.__name__}의 필드 이름을 쓰세요.{hints}"))
 
 
 def lora_kwargs(**overrides) -> dict:
