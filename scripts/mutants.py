@@ -90,6 +90,14 @@ TESTS |= {
     "auth-kinds": ["tests/test_auth.py", "tests/test_auth_kinds.py"],
 }
 
+# Selections for the estimate, the Hub push, the post's schedule and the plots (fast tests only).
+TESTS |= {
+    "estimate": ["tests/test_estimate.py", "-m", "not slow"],
+    "hub": ["tests/test_hub.py"],
+    "schedule": ["tests/test_schedule.py"],
+    "plots": ["tests/test_plots.py"],
+}
+
 
 class Mutant(NamedTuple):
     """One small mistake: in helpers/`file`, `old` (exactly once) becomes `new`; `tests` names a TESTS entry."""
@@ -645,7 +653,8 @@ MUTANTS = [
         '"GPU 0 of 1" printed on one GPU',
         "runtime",
     ),
-    Mutant("runtime.py", "capability >= (8, 0)", "capability > (8, 0)", "an A100 (8.0) gets fp16", "runtime"),
+    Mutant("runtime.py", "capability >= (8, 0) and not force_fp16()", "capability > (8, 0) and not force_fp16()",
+           "an A100 (8.0) gets fp16", "runtime"),
     Mutant(
         "runtime.py", 'return "full" if has_gpu else "smoke"', 'return "smoke"', "smoke mode even with a GPU", "runtime"
     ),
@@ -838,7 +847,7 @@ MUTANTS = [
 ]
 
 # Issue 26: mutants of the modules added or rewritten since the list above was written, of the kinds that slipped
-# through an independent mutation run (estimate.py and hub.py have their own).
+# through an independent mutation run (estimate.py, hub.py, schedule.py and plots.py: the list after this one).
 MUTANTS += [
     # ------------------------------------------------------------------ setup_check.py
     Mutant("setup_check.py", "if found is None or Version(found) >= PEFT_TORCHAO_MIN:",
@@ -969,6 +978,128 @@ MUTANTS += [
            "if isinstance(exc, (GatedRepoError, RepositoryNotFoundError))"
            ' or type(exc).__name__.endswith("NotFoundError"):',
            "a missing file or revision (…NotFoundError) called an access refusal", "auth-kinds"),
+]
+
+
+# The estimate, the Hub push, the post's schedule and the plots: mistakes of the kinds issue 26 names, written before
+# the tests that catch them.
+MUTANTS += [
+    # ------------------------------------------------------------------ estimate.py
+    Mutant("estimate.py", "traffic / (T4_BANDWIDTH_GBS * 1e9 * BANDWIDTH_SHARE[0])",
+           "traffic / (T4_BANDWIDTH_GBS * 2**30 * BANDWIDTH_SHARE[0])",
+           "the datasheet's 320 GB/s read as GiB/s (low end)", "estimate"),
+    Mutant("estimate.py", "per_micro = traffic / micro_batches / 1e9", "per_micro = traffic / micro_batches / 2**30",
+           "the bytes per micro-batch printed in GiB under the label GB", "estimate"),
+    Mutant("estimate.py", "high += micro_batches * overhead_per_micro_batch(preset)",
+           "high += steps * overhead_per_micro_batch(preset)",
+           "the H200's time per micro-batch added per optimizer step", "estimate"),
+    Mutant("estimate.py", 'return row["seconds_per_step"] / row["grad_accum"] if row else 0.0',
+           'return row["seconds_per_step"] if row else 0.0',
+           "the H200's time per optimizer step taken as its time per micro-batch", "estimate"),
+    Mutant("estimate.py", "micro_batches = full + (1 if last else 0)", "micro_batches = full",
+           "a last partial micro-batch dropped", "estimate"),
+    Mutant("estimate.py", "steps = math.ceil(micro_batches / accumulation)", "steps = micro_batches // accumulation",
+           "a last partial group of micro-batches makes no optimizer step", "estimate"),
+    Mutant("estimate.py", "per_gpu = math.ceil(blocks / gpus)\n", "per_gpu = blocks // gpus\n",
+           "the larger share of an odd number of blocks on two GPUs dropped", "estimate"),
+    Mutant("estimate.py", "return math.ceil(blocks / gpus) * 512 / row", "return blocks * 512 / row",
+           "the H200 bound ignores that two GPUs share the blocks", "estimate"),
+    Mutant("estimate.py", '    return getattr(config, "head_dim", None) or config.hidden_size // '
+           "config.num_attention_heads\n", "    return config.hidden_size // config.num_attention_heads\n",
+           "head_dim as hidden / heads instead of the config's", "estimate"),
+    Mutant("estimate.py", "attention = h * heads * head_dim * 2 + h * kv * head_dim * 2",
+           "attention = h * heads * head_dim * 2 + h * kv * (h // heads) * 2",
+           "key/value projections sized with hidden / heads", "estimate"),
+    Mutant("estimate.py", "    _whole(\"blocks\", blocks)\n    _whole(\"gpus\", gpus)\n    row = _h200_row(preset)",
+           "    row = _h200_row(preset)", "the H200 bound accepts 0 blocks and 0 GPUs", "estimate"),
+    Mutant("estimate.py", "    _whole(\"block_tokens\", block_tokens)\n", "",
+           "an estimate for blocks of 0 tokens accepted", "estimate"),
+    Mutant("estimate.py", "BACKWARD_BYTES_PER_WEIGHT = 0.5 + 4 + 4 + 2 + 2", "BACKWARD_BYTES_PER_WEIGHT = 0.5 + 2 + 2",
+           "the backward's dequantization at 4.5 bytes (fp16) instead of the loaded fp32", "estimate"),
+    # ------------------------------------------------------------------ hub.py
+    Mutant("hub.py",
+           '    (folder / "README.md").write_text(card)\n'
+           '    url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")\n'
+           '    api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",\n'
+           '                      commit_message="Upload the QLoRA adapter and its model card")\n',
+           '    url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")\n'
+           '    api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",\n'
+           '                      commit_message="Upload the QLoRA adapter and its model card")\n'
+           '    api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo_id,\n'
+           '                    repo_type="model")\n',
+           "the model card uploaded after the adapter, in a second commit", "hub"),
+    Mutant("hub.py",
+           '    (folder / "README.md").write_text(card)\n'
+           '    url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")\n'
+           '    api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",\n'
+           '                      commit_message="Upload the QLoRA adapter and its model card")\n',
+           '    url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")\n'
+           '    api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",\n'
+           '                      commit_message="Upload the QLoRA adapter and its model card")\n'
+           '    (folder / "README.md").write_text(card)\n',
+           "the card written after the upload (never uploaded)", "hub"),
+    Mutant("hub.py", "        validate_repo_id(repo_id)\n",
+           '        if repo_id.count("/") != 1:\n            raise HFValidationError(repo_id)\n',
+           "a repo id checked only for one slash ('learner/', 'learner/x--y' accepted)", "hub"),
+    Mutant("hub.py", "    check_repo_id(repo_id)\n    folder = Path(adapter_dir)", "    folder = Path(adapter_dir)",
+           "push_adapter accepts a bad repo id", "hub"),
+    Mutant("hub.py", "if not (number and math.isfinite(value)) and not isinstance(value, str):",
+           "if not (number and not math.isnan(value)) and not isinstance(value, str):",
+           "an infinite evaluation value accepted", "hub"),
+    Mutant("hub.py", "        number = isinstance(value, (int, float)) and not isinstance(value, bool)\n",
+           "        number = isinstance(value, (int, float))\n", "True accepted as an evaluation number", "hub"),
+    Mutant("hub.py", "    existing = _visibility(api, repo_id)\n", "    existing = None\n",
+           "the visibility check skipped: an existing public repo pushed as if private", "hub"),
+    Mutant("hub.py", "    except RepositoryNotFoundError:  # missing,", "    except Exception:  # missing,",
+           "any error reading the repo's visibility taken for 'no such repo' (a public repo pushed)", "hub"),
+    Mutant("hub.py",
+           'batch, accumulation = run["per_device_train_batch_size"], run["gradient_accumulation_steps"]',
+           "batch, accumulation = 2, 2",
+           "blocks per step from the preset's per_step x GPUS, not from the run's record", "hub"),
+    Mutant("hub.py",
+           'processes = json.loads(launched.read_text())["processes"] if launched.is_file() else 1',
+           "processes = 1", "a launched run's processes not read from its record", "hub"),
+    Mutant("hub.py", 'return settings, finished["step"]', 'return settings, run.get("max_steps")',
+           "the card's steps from max_steps, not the steps trained", "hub"),
+    # ------------------------------------------------------------------ schedule.py
+    Mutant("schedule.py", "post_planned = max(math.ceil(rows / per_device) // accumulation, 1)",
+           "post_planned = max(math.ceil(blocks / per_device) // accumulation, 1)",
+           "the post's planned steps from the blocks instead of the rows", "schedule"),
+    Mutant("schedule.py", "post_warmup = math.ceil(post_planned * warmup_ratio)",
+           "post_warmup = int(post_planned * warmup_ratio)", "the post's warmup floored instead of ceiled",
+           "schedule"),
+    Mutant("schedule.py", "today_warmup = math.ceil(today_planned * warmup_ratio)",
+           "today_warmup = round(today_planned * warmup_ratio)", "today's warmup rounded instead of ceiled",
+           "schedule"),
+    Mutant("schedule.py", "today_planned = max(math.ceil(math.ceil(blocks / per_device) / accumulation), 1)",
+           "today_planned = max(math.ceil(blocks / per_device) // accumulation, 1)",
+           "today's ceil division replaced by floor (the partial last step lost)", "schedule"),
+    Mutant("schedule.py", "post_lr = [cosine_lr(k, post_planned, post_warmup, peak) for k in range(post_real)]",
+           "post_lr = [cosine_lr(k, post_planned, post_warmup, peak) for k in range(1, post_real + 1)]",
+           "the post's LRs one scheduler step late", "schedule"),
+    Mutant("schedule.py", "today_lr = [cosine_lr(k, today_planned, today_warmup, peak) for k in range(today_planned)]",
+           "today_lr = [cosine_lr(k, today_planned, today_warmup, peak) for k in range(1, today_planned + 1)]",
+           "today's LRs one scheduler step late (the last at 0)", "schedule"),
+    Mutant("schedule.py", "post_real = min(math.ceil(blocks / per_device) // accumulation, post_planned)",
+           "post_real = math.ceil(blocks / per_device) // accumulation",
+           "the post's run longer than its planned steps", "schedule"),
+    # ------------------------------------------------------------------ plots.py
+    Mutant("plots.py", 'f"{total:.0f}" if float(total).is_integer() else f"{total:.1f}"', 'f"{total:.1f}"',
+           "stacked_bars labels a count of 12 answers '12.0'", "plots"),
+    Mutant("plots.py", "bottoms = bottoms + np.asarray(heights, dtype=float)",
+           "bottoms = np.asarray(heights, dtype=float)",
+           "stacked_bars stacks each part on the previous part only", "plots"),
+    Mutant("plots.py", "ax.vlines(levels, 0, norm.pdf(levels * scale)",
+           "ax.vlines(levels * scale, 0, norm.pdf(levels * scale)",
+           "levels_on_density draws the levels in std units on an axis of level units", "plots"),
+    Mutant("plots.py", "    ax.set_xticks(range(len(groups)), list(groups))\n", "",
+           "grouped_bars without its group labels (0, 1, 2 on the x axis)", "plots"),
+    Mutant("plots.py", "xs = np.arange(len(groups)) + (j - (len(series) - 1) / 2) * width",
+           "xs = np.arange(len(groups)) + j * width", "grouped_bars' groups not centred on their labels", "plots"),
+    Mutant("plots.py", "top = max([*known, line[0] if line else 0, 0])", "top = max([*known, 0])",
+           "grouped_bars cuts off a reference line above the bars", "plots"),
+    Mutant("plots.py", "ax.set_ylim(0, max(values) * 1.15 if max(values) > 0 else 1)",
+           "ax.set_ylim(min(values) * 0.9, max(values) * 1.15)", "bars' value axis not from zero", "plots"),
 ]
 
 

@@ -145,6 +145,15 @@ def test_the_low_end_by_hand_in_bytes_not_gib(preset, recompute, no_h200):
     assert e["low_hours"] == round(low_seconds_by_hand(1000, recompute) / 3600, 2)
 
 
+@pytest.mark.parametrize("preset, recompute", [("t4", True), ("t4_fast", False)])
+def test_the_printed_bytes_per_micro_batch_are_gb_of_1e9_bytes(preset, recompute, no_h200):
+    # 2 blocks of 512 per micro-batch: the dequantization plus the elementwise kernels of 1,024 tokens, in 1e9 bytes
+    # (about 125.9 GB with recomputation; in GiB it would read 117.3).
+    gb = (G_DEQUANT[recompute] + G_ELEMENTWISE[recompute]) / 1e9
+    assert f"{gb:.1f}" != f"{gb * 1e9 / 2**30:.1f}"
+    line = next(a for a in estimate.t4_hours(1000, preset)["assumptions"] if "moved per micro-batch" in a)
+    assert line.startswith(f"{gb:.1f} GB (1 GB = 1e9 bytes) moved per micro-batch")
+
 def test_a_last_partial_micro_batch_costs_its_tokens_and_a_whole_dequantization(no_h200):
     # 5 blocks in micro-batches of 2: 3 micro-batches (2, 2, 1), 2 optimizer steps; FLOPs of 5 blocks, not 6.
     e = estimate.t4_hours(5, "t4")
@@ -219,6 +228,16 @@ def test_the_h200_run_slowed_to_a_t4_is_an_outer_bound():
     assert estimate.h200_scaled_hours(blocks, "t4") > estimate.t4_hours(blocks, "t4")["high_hours"]
 
 
+def test_the_h200_bound_takes_each_gpus_share_of_the_blocks(monkeypatch):
+    # A fake H200 run at 2,048 tokens/s: 1,001 blocks on two GPUs, the larger share (501 blocks) decides.
+    row = dict(preset="t4", seconds_per_step=1.0, grad_accum=2, tokens_per_second=2048.0)
+    monkeypatch.setattr(training, "benchmark_reports", lambda: [{"gpu": "NVIDIA H200", "presets": [row]}])
+    slower = 989 / 65
+    assert estimate.h200_scaled_hours(1001, "t4") == pytest.approx(1001 * 512 / 2048 * slower / 3600, rel=1e-12)
+    assert estimate.h200_scaled_hours(1001, "t4", gpus=2) == pytest.approx(501 * 512 / 2048 * slower / 3600, rel=1e-12)
+    monkeypatch.setattr(training, "benchmark_reports", list)
+    assert estimate.h200_scaled_hours(1001, "t4") is None  # no H200 run measured: no bound
+
 def test_the_assumptions_are_korean_in_the_korean_edition():
     language.set_language("ko")
     lines = estimate.t4_hours(1000, "t4", gpus=2)["assumptions"]
@@ -244,6 +263,18 @@ def test_impossible_input_is_refused_with_its_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         estimate.t4_hours(**kwargs)
 
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(blocks=0), "blocks must be"), (dict(blocks=-3), "blocks must be"), (dict(blocks=True), "blocks must be"),
+    (dict(blocks=10.5), "blocks must be"), (dict(blocks=10, gpus=0), "gpus must be"),
+    (dict(blocks=10, gpus=2.0), "gpus must be"),
+])
+def test_the_h200_bound_refuses_impossible_input_measured_or_not(kwargs, message, monkeypatch):
+    row = dict(preset="t4", seconds_per_step=1.0, grad_accum=2, tokens_per_second=2048.0)
+    for reports in (list, lambda: [{"gpu": "NVIDIA H200", "presets": [row]}]):
+        monkeypatch.setattr(training, "benchmark_reports", reports)
+        with pytest.raises(ValueError, match=message):
+            estimate.h200_scaled_hours(**kwargs)
 
 def test_the_readme_table_quotes_the_estimate():
     path = Path(__file__).resolve().parent.parent / "scripts" / "sync_badges.py"

@@ -7,7 +7,7 @@ from typing import ClassVar
 import httpx
 import pytest
 from huggingface_hub import ModelCard
-from huggingface_hub.errors import RepositoryNotFoundError
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from helpers import auth, hub, language, prompting
 
@@ -120,6 +120,30 @@ def test_an_existing_public_repository_is_refused_when_private_was_asked(adapter
     assert not (adapter / "README.md").exists()
 
 
+
+def refused(status):
+    """An HTTP error of `status` from the Hub's model API, as huggingface_hub 1.33 raises it."""
+    request = httpx.Request("GET", "https://huggingface.co/api/models/learner/x")
+    return HfHubHTTPError(f"{status} learner/x", response=httpx.Response(status, request=request))
+
+
+@pytest.mark.parametrize("error", [
+    lambda: refused(401), lambda: refused(500), lambda: httpx.ConnectError("no network"), lambda: OSError("offline"),
+])
+def test_a_visibility_that_cannot_be_read_stops_the_push(adapter, fake_hub, monkeypatch, error):
+    # Only "no such repository" (404) means a new repository; any other failure could hide an existing public one.
+    FakeApi.existing["learner/x"] = False
+
+    def repo_info(self, repo_id, repo_type=None, **kw):
+        FakeApi.calls.append(("repo_info", repo_id, repo_type))
+        raise error()
+
+    monkeypatch.setattr(FakeApi, "repo_info", repo_info)
+    with pytest.raises((HfHubHTTPError, httpx.HTTPError, OSError)):  # what the Hub raised, nothing pushed
+        hub.push_adapter(adapter, "learner/x", card(repo_id="learner/x"))
+    assert not any(c[0] in ("create_repo", "upload_folder", "upload_file") for c in fake_hub)
+    assert not (adapter / "README.md").exists()
+
 @pytest.mark.parametrize("existing, private, says", [
     (None, True, "a new private repository"), (None, False, "a new PUBLIC repository"),
     (True, True, "the existing private repository learner/x (it stays private)"),
@@ -151,6 +175,9 @@ def test_push_without_a_token_says_so_before_any_call(adapter, fake_hub, monkeyp
     (lambda a: card(steps=2.5), ValueError, "steps"), (lambda a: card(steps="3752"), ValueError, "steps"),
     (lambda a: card(steps=True), ValueError, "steps"),
     (lambda a: card(evaluation={"eval loss after": float("nan")}), ValueError, "eval loss after"),
+    (lambda a: card(evaluation={"eval loss after": float("inf")}), ValueError, "eval loss after"),
+    (lambda a: card(evaluation={"eval loss before": float("-inf")}), ValueError, "eval loss before"),
+    (lambda a: card(evaluation={"ROUGE-L": [0.3]}), ValueError, "ROUGE-L"),
     (lambda a: card(evaluation={"eval loss after": None}), ValueError, "eval loss after"),
     (lambda a: card(evaluation={"ROUGE-L": True}), ValueError, "ROUGE-L"),
     (lambda a: card(repo_id="learner/"), ValueError, "HUB_REPO"),

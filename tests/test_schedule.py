@@ -39,6 +39,36 @@ def test_cosine_lr_is_transformers_schedule(planned, warmup):
         sched.step()
 
 
+
+def lrs_of_each_step(planned, warmup, steps, peak):
+    """The LR each of the first `steps` optimizer steps runs at, from transformers' own scheduler: step k (from 1)
+    runs at the LR set before the k-th scheduler step, since the Trainer steps the scheduler after the optimizer."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)
+    sched = get_cosine_schedule_with_warmup(opt, warmup, planned)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+@pytest.mark.parametrize(("rows", "blocks"), [(75, 21), (40, 40), (15011, 7167)])
+def test_every_steps_lr_is_the_one_the_trainer_used_then(rows, blocks):
+    p = schedule.plan(rows, blocks, peak=2e-4)
+    post = lrs_of_each_step(p["post planned"], p["post warmup"], p["post real"], 2e-4)
+    today = lrs_of_each_step(p["today planned"], p["today warmup"], p["today planned"], 2e-4)
+    assert p["post lr"] == pytest.approx(post, abs=1e-15) and p["today lr"] == pytest.approx(today, abs=1e-15)
+    assert p["post lr"][0] == p["today lr"][0] == 0.0  # the first step runs before any warmup
+    assert p["today lr"][-1] > 0  # the last step runs one scheduler step before the cosine's 0
+
+
+def test_the_post_never_runs_past_its_planned_steps():
+    # Fewer rows than blocks (long texts): 10 rows plan ceil(10 / 2) // 2 = 2 steps; 40 blocks could fill 10.
+    p = schedule.plan(10, 40)
+    assert (p["post planned"], p["post real"], len(p["post lr"])) == (2, 2, 2)
+    assert p["today planned"] == 10
+
 def test_post_blocks_adds_eos_and_drops_the_partial_block():
     assert schedule.post_blocks([10, 10, 10], block_tokens=11) == 3  # 33 tokens with <eos>
     assert schedule.post_blocks([10, 10, 10], block_tokens=12) == 2  # 33 // 12, the last 9 dropped
