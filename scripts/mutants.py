@@ -98,6 +98,11 @@ TESTS |= {
     "plots": ["tests/test_plots.py"],
 }
 
+# Selection for notebook 06's answer-only loss and its exercise checks (fast tests only).
+TESTS |= {
+    "compare": ["tests/test_compare.py"],
+}
+
 
 class Mutant(NamedTuple):
     """One small mistake: in helpers/`file`, `old` (exactly once) becomes `new`; `tests` names a TESTS entry."""
@@ -1100,6 +1105,69 @@ MUTANTS += [
            "grouped_bars cuts off a reference line above the bars", "plots"),
     Mutant("plots.py", "ax.set_ylim(0, max(values) * 1.15 if max(values) > 0 else 1)",
            "ax.set_ylim(min(values) * 0.9, max(values) * 1.15)", "bars' value axis not from zero", "plots"),
+    # ------------------------------------------------------------------ compare.py
+    Mutant("compare.py", "    return ids, start\n", "    return ids, start + 1\n",
+           "the answer starts one token late (its first token given, not scored)", "compare"),
+    Mutant("compare.py", "min(len(prompt), len(ids) - 1))", "min(len(prompt) - 1, len(ids) - 1))",
+           "the answer starts one token early (the prompt's last token scored)", "compare"),
+    Mutant("compare.py",
+           "start = next((i for i, (a, b) in enumerate(zip(ids, prompt)) if a != b), min(len(prompt), len(ids) - 1))",
+           "start = len(prompt)",
+           "the answer's start taken as the prompt's length (a token merged across the boundary ignored)", "compare"),
+    Mutant("compare.py", "scored = logp[b, start - 1 : len(row_ids) - 1]", "scored = logp[b, start : len(row_ids)]",
+           "the scored slice not shifted: position t scored on token t, not t + 1", "compare"),
+    Mutant("compare.py",
+           "targets = torch.tensor(row_ids[start:], device=model.device)\n"
+           "                    scored = logp[b, start - 1 : len(row_ids) - 1]",
+           "targets = torch.tensor(row_ids[start:-1], device=model.device)\n"
+           "                    scored = logp[b, start - 1 : len(row_ids) - 2]",
+           "the closing <eos> not scored", "compare"),
+    Mutant("compare.py",
+           "nll -= scored.gather(1, targets[:, None]).sum().item()\n"
+           "                    count += len(targets)\n"
+           "                del logits, logp\n"
+           "    finally:\n"
+           "        model.train(was_training)\n"
+           '    return {"answer loss": nll / count,',
+           "nll -= scored.gather(1, targets[:, None]).mean().item()\n"
+           "                    count += len(targets)\n"
+           "                del logits, logp\n"
+           "    finally:\n"
+           "        model.train(was_training)\n"
+           '    return {"answer loss": nll / len(rows),',
+           "the mean over rows (each row's mean) instead of over every answer token", "compare"),
+    Mutant("compare.py", "count += len(targets)", "count += width - start",
+           "a shorter row's padding counted among the answer tokens", "compare"),
+    Mutant("compare.py",
+           "targets = torch.tensor(row_ids[start:], device=model.device)\n"
+           "                    scored = logp[b, start - 1 : len(row_ids) - 1]",
+           "targets = ids[b, start:]\n"
+           "                    scored = logp[b, start - 1 : width - 1]",
+           "a shorter row's padding scored as answer tokens", "compare"),
+    Mutant("compare.py", "ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in pairs]",
+           "ids = torch.tensor([[pad] * (width - len(i)) + i for i, _ in pairs]",
+           "rows padded on the left but scored (and masked) as if padded on the right", "compare"),
+    Mutant("compare.py", "        model.train(was_training)\n", "        model.train()\n",
+           "a model given in eval mode left in training mode after (dropout in the answers that follow)", "compare"),
+    Mutant("compare.py", "    model.eval()\n", "",
+           "the loss computed in training mode (dropout on)", "compare"),
+    Mutant("compare.py", "with torch.no_grad(), cpu_threads(model.device):", "with cpu_threads(model.device):",
+           "the loss computed with autograd on (the graph of every batch kept: T4 memory)", "compare"),
+    Mutant("compare.py", "abs(answer - 4 / 6) < 1e-3", "abs(answer - 4 / 6) < 1e-2",
+           "exercise 1 accepts 0.66 (4/6 truncated, a near miss)", "compare"),
+    Mutant("compare.py", "abs(answer - 4 / 6) < 1e-3", "min(abs(answer - 4 / 6), abs(answer - 400 / 6)) < 1e-3",
+           "exercise 1 accepts a percent (66.67) for a fraction", "compare"),
+    Mutant("compare.py", "return 1.96 * math.sqrt(p * (1 - p) / n)", "return 1.645 * math.sqrt(p * (1 - p) / n)",
+           "the 95 % interval with 1.645 (a 90 % interval)", "compare"),
+    Mutant("compare.py", "return 1.96 * math.sqrt(p * (1 - p) / n)", "return 1.96 * math.sqrt(p * (1 - p) / (n - 1))",
+           "the interval's standard error over n - 1", "compare"),
+    Mutant("compare.py", "abs(answer - share_interval(k, n)) < 2e-3", "abs(answer - share_interval(k, n)) < 3e-2",
+           "exercise 2 accepts 1.645 standard errors (a 90 % interval) for 1.96", "compare"),
+    Mutant("compare.py", "abs(answer - share_interval(k, n)) < 2e-3",
+           "abs(answer / (100 if answer > 1 else 1) - share_interval(k, n)) < 2e-3",
+           "exercise 2 accepts percent points (14.1) for a fraction", "compare"),
+    Mutant("compare.py", "math.isclose(answer, expected, rel_tol=1e-6)", "math.isclose(answer, expected, rel_tol=1e-2)",
+           "exercise 3 accepts a ratio 1 % off", "compare"),
 ]
 
 
