@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from helpers.checks import check
+from helpers.checks import _matches, check
 from helpers.language import pick
 from helpers.prompting import format_prompt, inference_prompt
 from helpers.runtime import cpu_threads
@@ -70,9 +70,8 @@ def share_interval(k: int, n: int) -> float:
 
 def check_lcs_words(answer: object) -> bool:
     """Notebook 06, exercise 1: the ROUGE-L F-measure of "the cat sat on the mat" against "the cat lay on a mat"."""
-    # LCS: the, cat, on, mat = 4 words of 6 in each: precision = recall = 4/6, F = 4/6.
-    ok = None if answer is None else isinstance(answer, (int, float)) and not isinstance(answer, bool) and \
-        abs(answer - 4 / 6) < 1e-3
+    # LCS: the, cat, on, mat = 4 words of 6 in each: precision = recall = 4/6, F = 4/6 (0.67 or more figures).
+    ok = _matches(answer, torch.tensor(4 / 6, dtype=torch.float64), figures=2)
     return check(pick("Exercise 1: ROUGE-L by hand", "연습 1: 손으로 ROUGE-L 구하기"), ok,
                  pick("find the longest run of words both share in order (not necessarily adjacent); precision = "
                       "its length / the answer's words, recall = its length / the reference's words, F = their "
@@ -84,8 +83,8 @@ def check_lcs_words(answer: object) -> bool:
 
 def check_share_interval(answer: object, k: int = 24, n: int = 48) -> bool:
     """Notebook 06, exercise 2: the ± of a 95 % interval on k of n answers that stop by themselves."""
-    ok = None if answer is None else isinstance(answer, (int, float)) and not isinstance(answer, bool) and \
-        abs(answer - share_interval(k, n)) < 2e-3
+    # 0.14 or more figures: n - 1 (0.1429) and a wrongly rounded 0.143 are near misses, so wrong
+    ok = _matches(answer, torch.tensor(share_interval(k, n), dtype=torch.float64), figures=2)
     return check(pick("Exercise 2: how sure is a share of 48?", "연습 2: 48개 중 비율은 얼마나 확실할까?"), ok,
                  pick(f"p = {k}/{n}; the half-width is 1.96 * sqrt(p * (1 - p) / n), as a fraction (not percent).",
                       f"p = {k}/{n}; 반폭은 1.96 * sqrt(p * (1 - p) / n)입니다(퍼센트가 아니라 비율로)."))
