@@ -22,9 +22,10 @@ KO_START, KO_END = "<!-- notebooks-ko:start -->", "<!-- notebooks-ko:end -->"
 # its run times (a notebook's "Time:" line should say the same or point here). The CPU times are smoke-mode runs
 # measured with `make course` on an idle 2-core machine (2026-11-28: 14, 19, 20, 19 and 24 s, most of it imports);
 # on 2026-12-06, on 2 cores shared with other jobs (load 5), the English / Korean runs took 10 / 23, 33 / 31,
-# 28 / 25, 22 / 21 and 38 / 50 s, and building the tiny model once 41 s (14 s of CPU). Remeasure after a notebook
-# changes shape. T4 times stay "not measured" until someone runs the notebook on a T4 and writes the figure here
-# (05's is the benchmark's projection, labelled as such).
+# 28 / 25, 22 / 21 and 38 / 50 s. Since then the tiny model is committed (data/tiny_gemma): no run builds it. Later on
+# 2026-12-06 (load 3.6-4.8 on the 2 cores): 05 33 / 34 s; 06 after 05 21 / 13 s; 06 alone, which trains 05's smoke
+# run first, 19 / 17 s. Remeasure after a notebook changes shape. T4 times stay "not measured" until someone runs the
+# notebook on a T4 and writes the figure here (05's is helpers/estimate.py's estimate, labelled as such).
 TABLE = {
     "01_absmax_int8.ipynb": ("Absmax int8, row-wise and block-wise, checked bit for bit against bitsandbytes",
                              "not measured", "about 15 s"),
@@ -39,7 +40,7 @@ TABLE = {
                                  "0.4–0.8 h (never tried): estimated (`helpers/estimate.py`), not measured on a T4"),
                                 "about 25 s"),
     "06_did_it_learn.ipynb": ("Did it learn? The base model against base + adapter on held-out rows; merge and share",
-                              "not measured", "not measured"),
+                              "not measured", "about 20 s"),
 }
 COLAB_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 KAGGLE_SVG = "https://kaggle.com/static/images/open-in-kaggle.svg"

@@ -282,3 +282,26 @@ def test_the_readme_table_quotes_the_estimate():
     badges = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(badges)
     assert badges.TABLE["05_gemma_qlora_t4.ipynb"][1] == estimate.readme_time()
+
+
+# The prose that quotes the T4 time, each place with the way it writes a range of hours.
+PROSE = {
+    "README.md": "{low:.1f}–{high:.1f}",  # its Korean section (시간) as well as the English table
+    "docs/workshop.md": "{low:.1f}–{high:.1f} h",
+    "docs/workshop.ko.md": "{low:.1f}–{high:.1f}시간",
+    "docs/facts.md": "{low:.1f}–{high:.1f} h",
+    "benchmarks/README.md": "{low:.1f}–{high:.1f} h",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROSE))
+def test_the_documents_quote_todays_estimate_and_no_older_one(name):
+    text = (Path(__file__).resolve().parent.parent / name).read_text()
+    times = estimate.course_times()
+    for preset, gpus in (("t4", 1), ("t4_fast", 1), ("t4", 2), ("t4_fast", 2)):
+        low, high = times[preset][gpus]
+        if name.startswith("docs/workshop") and (preset, gpus) != ("t4", 1):
+            continue  # the teacher's guide quotes one T4 with `t4` (and points to the README for the rest)
+        assert PROSE[name].format(low=low, high=high) in text, f"{name} lacks {preset} on {gpus} T4(s): {low}-{high} h"
+    for stale in ("0.8–1.7", "0.6–1.2", "a third of the layers", "about half"):  # ranges and words of older estimates
+        assert stale not in text, f"{name} still says {stale!r}"

@@ -83,3 +83,15 @@ def test_every_markdown_cell_renders_as_written(path):
     found = [f"cell {cell.get('id')!r}: {problem}" for cell in nb.cells if cell.cell_type == "markdown"
              for problem in rendering_problems(cell.source)]
     assert not found, "\n".join(found)
+
+
+# The repository's own documents (tracked or not), not those of caches and environments (.pytest_cache, .venv).
+DOCUMENTS = sorted(p for p in ROOT.glob("**/*.md") if not any(part.startswith(".") or part in ("build", "node_modules")
+                                                               for part in p.relative_to(ROOT).parts))
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_no_word_of_a_document_is_swallowed_as_a_tag(path):
+    # GitHub drops unknown HTML tags too: the post's title "<PEFT> QLoRA ..." would lose its first word.
+    found = [p for p in rendering_problems(path.read_text()) if "swallowed" in p]
+    assert not found, "\n".join(found)
