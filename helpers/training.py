@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 from transformers.trainer_utils import TrainOutput, get_last_checkpoint
+from transformers.utils.notebook import NotebookProgressCallback
 from trl import SFTConfig, SFTTrainer
 
 from helpers.data import COLUMNS, check_columns, check_dataset
@@ -420,6 +421,11 @@ def make_trainer(model, tokenizer, train_dataset, eval_dataset=None, preset: str
         formatting_func=format_prompt,
         callbacks=[LossRecorder(live=live), NonFiniteLossGuard()],
     )
+    # The course draws its own loss plot (live=True) and prints its own numbers: no progress bar and loss table
+    # (NotebookProgressCallback in a notebook, tqdm's ProgressCallback elsewhere) and, with disable_tqdm=True, no
+    # printed dict per log (PrinterCallback). A caller who wants one back: trainer.add_callback(ProgressCallback).
+    for progress in (NotebookProgressCallback, ProgressCallback, PrinterCallback):
+        trainer.remove_callback(progress)
     # trl 1.16 casts a quantized model's LoRA weights to bf16. Keep them in fp32, as peft creates them and the
     # post's run had them: a T4 has no bf16, small optimizer updates survive, and the saved adapter loads back
     # (peft loads adapters in fp32) to exactly the model that was trained.

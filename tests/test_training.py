@@ -62,7 +62,8 @@ def test_qlora_trains_through_the_real_path_and_the_loss_falls(run):
     assert [step for step, _ in history] == [5, 10, 15, 20, 25, 30]
     losses = [loss for _, loss in history]
     assert sum(losses[:2]) / 2 - sum(losses[-2:]) / 2 > 0.2
-    assert trainer.state.global_step == 30 and "loss" in run.shown
+    # the losses are the course's to show (LossRecorder): make_trainer keeps the Trainer's bar and printed logs out
+    assert trainer.state.global_step == 30 and "loss" not in run.shown, run.shown
 
 
 def test_the_saved_adapter_reloads_onto_a_fresh_4bit_base_with_identical_logits(run, tiny_dir, tmp_path):
@@ -185,6 +186,24 @@ def test_output_dir_survives_a_disconnect_where_it_can(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "env"))
     assert training.output_dir(SMOKE) == tmp_path / "env"
     assert training.sft_config("smoke", rt=SMOKE).output_dir == str(tmp_path / "env" / "smoke")
+
+
+@pytest.mark.parametrize("disable_tqdm", [False, True])
+def test_make_trainer_shows_no_progress_bar_loss_table_or_printed_logs(tiny_dir, monkeypatch, disable_tqdm):
+    """The course plots its own losses: in a notebook (or not, with or without disable_tqdm) the Trainer adds none."""
+    import transformers.trainer
+    from transformers import PrinterCallback, ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    monkeypatch.setattr(transformers.trainer, "DEFAULT_PROGRESS_CALLBACK", NotebookProgressCallback)  # as in Jupyter
+    model, tokenizer = loading.load_model(tiny_dir, SMOKE), loading.load_tokenizer(tiny_dir)
+    trainer = training.make_trainer(model, tokenizer, data.load_alpaca(SMOKE), preset="smoke", rt=SMOKE,
+                                    output_dir="o", disable_tqdm=disable_tqdm)
+    shown = {type(c).__name__ for c in trainer.callback_handler.callbacks}
+    assert not shown & {"NotebookProgressCallback", "ProgressCallback", "PrinterCallback"}, shown
+    assert {"LossRecorder", "NonFiniteLossGuard"} <= shown
+    trainer.add_callback(ProgressCallback)  # a caller who wants a bar back can have it
+    assert ProgressCallback in {type(c) for c in trainer.callback_handler.callbacks} and PrinterCallback
 
 
 def test_make_trainer_checks_the_columns_first(tiny_dir):
