@@ -100,6 +100,11 @@ def model_card(repo_id: str, base_model: str, dataset: str, settings: dict, step
         return "\n".join(f"| {name} | {value} |" for name, value in table.items())
 
     data_licence = DATA_LICENCES.get(dataset, "see the data set's card")
+    # Google's Gemma weights carry their terms and a gate; the course's own tiny stand-in (smoke mode) has neither.
+    google = base_model.startswith("google/")
+    base_licence = BASE_LICENCE if google else "the licence of that model (not one of Google's Gemma checkpoints)"
+    access = (f"`{base_model}` is gated: accept its terms on its Hub page and log in with a token first. "
+              if google else "")
     template = INFERENCE_TEMPLATE.replace("{instruction}", "<instruction>").replace("{input}", "<input, or empty>")
     body = (
         f"# {repo_id.split('/')[-1]}\n\n"
@@ -107,7 +112,7 @@ def model_card(repo_id: str, base_model: str, dataset: str, settings: dict, step
         f"`{dataset}` with trl's `SFTTrainer`, in the QLoRA notebook course (notebook 05).\n\n"
         f"Trained for {steps:,} optimizer steps.\n\n"
         "## Licences\n\n"
-        f"- Base model `{base_model}`: {BASE_LICENCE}. This adapter is a derivative of it and is shared under the "
+        f"- Base model `{base_model}`: {base_licence}. This adapter is a derivative of it and is shared under the "
         "same terms.\n"
         f"- Training data `{dataset}`: {data_licence}.\n\n"
         "## Prompt template\n\n"
@@ -117,8 +122,7 @@ def model_card(repo_id: str, base_model: str, dataset: str, settings: dict, step
         f"## Settings (from the run's record)\n\n| setting | value |\n|---|---|\n{rows(settings)}\n\n"
         f"## Evaluation on held-out rows\n\n| measure | value |\n|---|---|\n{rows(evaluation)}\n\n"
         "## Use\n\n"
-        f"`{base_model}` is gated: accept its terms on its Hub page and log in with a token first. The base is "
-        "loaded in 4 bit, as it was trained:\n\n"
+        f"{access}The base is loaded in 4 bit, as it was trained:\n\n"
         "```python\nimport torch\nfrom peft import PeftModel\n"
         "from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig\n\n"
         "four_bit = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"nf4\", "

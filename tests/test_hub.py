@@ -246,3 +246,11 @@ def test_a_run_that_did_not_finish_has_no_card_figures(tmp_path):
             hub.run_settings(tmp_path)
     finally:
         language.set_language("en")
+
+
+def test_only_googles_gemma_is_called_gated_or_put_under_the_gemma_terms():
+    gemma = card(base_model="google/gemma-2b")
+    tiny = card(base_model="tiny-gemma")
+    assert "is gated" in gemma and hub.BASE_LICENCE in gemma
+    assert "is gated" not in tiny and hub.BASE_LICENCE not in tiny
+    assert "loaded in 4 bit" in tiny  # the Use snippet stays
