@@ -41,7 +41,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-from run_course import failure_report
+from run_course import CHOOSE_CELL, failure_report, with_settings  # noqa: F401 (CHOOSE_CELL: for its tests)
 
 from helpers import loading, setup_check
 
@@ -52,8 +52,6 @@ STANDIN = ROOT / "build" / "gpu_check_standin"
 # The same cap as benchmarks/t4_qlora.py's T4_MEMORY_GB: about what a T4 leaves a program of its 16 GB.
 T4_MEMORY_BYTES = 15e9
 VARIANTS = "t4,t4_fast,t4_b4,t4_b4_fast"
-# Notebook 05's "choose your run" cell, after which the check sets MAX_STEPS (no notebook is edited).
-CHOOSE_CELL = "nb05-05"
 # Notebook 04's cells that need a GPU to show anything: the paging round trip (on a CPU it only says why it
 # cannot page) and the capped demonstration with its plot; nb04-34b computes the demonstration's size.
 NB04_CELLS = ("nb04-30c", "nb04-34b", "nb04-35", "nb04-36")
@@ -161,14 +159,7 @@ def build_stand_in(folder: Path, dry_run: bool) -> dict:
 
 def with_max_steps(nb: nbformat.NotebookNode, max_steps: int | None) -> nbformat.NotebookNode:
     """Return a copy of notebook 05 with a cell setting MAX_STEPS right after its "choose your run" cell."""
-    nb = copy.deepcopy(nb)
-    index = next((i for i, c in enumerate(nb.cells) if c.get("id") == CHOOSE_CELL), None)
-    if index is None:
-        raise ValueError(f"notebook 05 has no cell {CHOOSE_CELL!r} (its 'choose your run' cell): update CHOOSE_CELL")
-    cell = nbformat.v4.new_code_cell(f"MAX_STEPS = {max_steps!r}  # set by scripts/gpu_check.py")
-    cell["id"] = "gpu-check-max-steps"
-    nb.cells.insert(index + 1, cell)
-    return nb
+    return with_settings(nb, {"MAX_STEPS": max_steps}, by="scripts/gpu_check.py", cell_id="gpu-check-max-steps")
 
 
 def gpu_cells_of_04(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:

@@ -5,13 +5,14 @@ data). Executed notebooks go to build/notebooks/, checkpoints and adapters to bu
 build/outputs/ko/: one folder per edition, shared by its notebooks 05 and 06 (06 finds 05's adapter there).
 Usage: python scripts/run_course.py [03 | notebooks/02_nf4.ipynb ...]   (all notebooks by default)
 """
+import copy
 import json
 import os
 import re
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nbformat
@@ -22,16 +23,37 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Notebook 05's "choose your run" cell, the one cell a learner edits: scripts and tests set its names in a cell inserted
+# right after it, in a copy (no notebook is edited).
+CHOOSE_CELL = "nb05-05"
+
+
+def with_settings(nb: nbformat.NotebookNode, settings: Mapping[str, object], by: str = "scripts/run_course.py",
+                  cell_id: str = "run-course-settings") -> nbformat.NotebookNode:
+    """Return a copy of notebook 05 with a cell setting `settings` right after its "choose your run" cell."""
+    nb = copy.deepcopy(nb)
+    index = next((i for i, c in enumerate(nb.cells) if c.get("id") == CHOOSE_CELL), None)
+    if index is None:
+        raise ValueError(f"notebook 05 has no cell {CHOOSE_CELL!r} (its 'choose your run' cell): update CHOOSE_CELL "
+                         "in scripts/run_course.py")
+    lines = [f"{name} = {value!r}  # set by {by}" for name, value in settings.items()]
+    cell = nbformat.v4.new_code_cell("\n".join(lines))
+    cell["id"] = cell_id
+    nb.cells.insert(index + 1, cell)
+    return nb
 
 
 def execute(path: Path, out_dir: Path, timeout: int = 900, kernel_args: Sequence[str] = (),
-            append: Sequence[str] = ()) -> nbformat.NotebookNode:
+            append: Sequence[str] = (), settings: Mapping[str, object] | None = None) -> nbformat.NotebookNode:
     """Execute one notebook with its folder as working directory and save the result in out_dir.
 
     kernel_args go to the kernel's command line, e.g. "--IPKernelApp.exec_lines=<code>" runs code before the first cell;
-    append holds code cells run after the last one (a test's look at what the notebook left behind).
+    append holds code cells run after the last one (a test's look at what the notebook left behind); settings are
+    set after notebook 05's "choose your run" cell (with_settings), e.g. {"DATASET": "dolly-ko"}.
     """
     nb = nbformat.read(path, as_version=4)
+    if settings:
+        nb = with_settings(nb, settings)
     nb.cells += [nbformat.v4.new_code_cell(source) for source in append]
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=list(kernel_args),
                             resources={"metadata": {"path": str(path.parent)}})

@@ -376,30 +376,53 @@ def test_02_nf4_widget_renders_and_its_slider_redraws_the_plot(page, lab, editio
     screenshot(page, cell, f"02_nf4_widget{'_' + edition if edition else ''}.png")
 
 
-def test_05_shows_the_loss_plot_and_the_generations_in_smoke_mode(page, lab):
+def test_05_shows_its_live_loss_plot_in_smoke_mode(page, lab):
     panel = open_notebook(page, lab, NOTEBOOKS / "05_gemma_qlora_t4.ipynb")
     assert_ran_cleanly(run_all(page, timeout_s=240))
 
     # The live plot is one output that the training callback redraws in place, not one per log.
     training = cell_showing(panel, "trained to step")
     assert len(image_sources(training)) == 1, "the live loss plot should be one image, updated in place"
-    # The evaluation after training: eval loss, ROUGE-L and how the answers end, before and after, in one plot.
-    evaluation = panel.locator(".jp-CodeCell", has_text="Eval loss (held-out rows)").first
-    assert evaluation.count(), "no cell draws the evaluation plot"
-    assert image_sources(evaluation), "the evaluation plot after training is not shown"
-    assert evaluation.locator("img").first.evaluate("i => i.complete && i.naturalWidth > 100")
+    assert training.locator("img").first.evaluate("i => i.complete && i.naturalWidth > 100")
+    # The evaluation moved to notebook 06: 05 ends with its adapter's place, not with answers.
+    assert not panel.locator(".jp-OutputArea-output table", has=page.locator("th", has_text="base + adapter")).count()
+    cell_showing(panel, "the adapter:")
+    screenshot(page, training, "05_gemma_qlora_t4_loss.png")
 
-    answers = page.locator(".jp-OutputArea-output table", has=page.locator("th", has_text="after training"))
+
+@pytest.mark.parametrize("edition", ["", "ko"], ids=["english", "korean"])
+def test_06_shows_the_comparison_plot_and_the_answers_side_by_side_in_smoke_mode(page, lab, edition):
+    # Run after 05 in this module, 06 judges 05's adapter (the server's one output folder); alone, it trains first.
+    panel = open_notebook(page, lab, NOTEBOOKS / edition / "06_did_it_learn.ipynb")
+    if edition == "ko":
+        assert_glyphs_drawn(page)
+    assert_ran_cleanly(run_all(page, timeout_s=300))
+
+    # The four panels (loss, ROUGE-L, P(<eos>), how the answers ended) in one figure, drawn wide enough to read.
+    plot = panel.locator(".jp-CodeCell", has_text="Loss on the held-out rows").first
+    assert plot.count(), "no cell draws the comparison plot"
+    assert len(image_sources(plot)) == 1, "the comparison plot is not shown (or shown more than once)"
+    size = plot.locator(".jp-OutputArea-output img").first.evaluate(
+        "i => ({complete: i.complete, natural: i.naturalWidth, shown: i.getBoundingClientRect().width})")
+    assert size["complete"] and size["natural"] >= 1000, size
+    assert size["shown"] >= 0.6 * VIEWPORT["width"], f"the four-panel figure is drawn too small to read: {size}"
+
+    answers = page.locator(".jp-OutputArea-output table", has=page.locator("th", has_text="base + adapter"))
     cell = panel.locator(".jp-CodeCell").filter(has=answers).first
-    assert cell.count(), "the table of answers before and after training is not shown"
+    assert cell.count(), "the table of answers side by side is not shown"
     table = cell.locator(answers).first
     headers = table.locator("th").all_inner_texts()
-    assert {"instruction", "before training", "after training", "reference"} <= set(headers), headers
-    assert table.locator("tr", has=page.locator("td")).count() >= 1, "the answers table has no rows"
+    assert headers == ["instruction", "base", "base + adapter", "reference"], headers
+    rows = table.locator("tr", has=page.locator("td"))
+    assert rows.count() == 3, f"smoke mode shows SHOW = 3 answers, the table has {rows.count()} rows"
+    assert all(t.strip() for t in rows.first.locator("td").all_inner_texts()), "an empty cell in the first row"
+    # The note next to the table says what to look at (the ⏹ mark of an answer that ended by itself).
+    look = panel.locator(".jp-MarkdownCell", has_text="⏹").first
+    assert look.count() and look.is_visible(), "no markdown next to the answers says what ⏹ means"
 
-    screenshot(page, cell, "05_gemma_qlora_t4_generations.png")
-    screenshot(page, training, "05_gemma_qlora_t4_loss.png")
-    screenshot(page, evaluation, "05_gemma_qlora_t4_evaluation.png")
+    suffix = f"_{edition}" if edition else ""
+    screenshot(page, cell, f"06_did_it_learn_answers{suffix}.png")
+    screenshot(page, plot, f"06_did_it_learn_comparison{suffix}.png")
 
 
 @pytest.mark.parametrize("edition", ["", "ko"], ids=["english", "korean"])
@@ -428,3 +451,10 @@ def test_05_opens_unmodified_with_readable_text_and_links_at_the_release(page, l
     for href in own:
         assert href.startswith(prefix), f"{href} does not open on GitHub at the release"
         assert (ROOT / href.removeprefix(prefix).split("#")[0]).is_file(), f"{href} names a file the course lacks"
+    # A link inside the notebook scrolls to its section (a link to a Hangul heading does not: tests/test_markdown.py).
+    link = panel.locator('.jp-RenderedMarkdown a[href="#under-the-hood"]:not(.jp-InternalAnchorLink)').first
+    heading = panel.locator(".jp-RenderedMarkdown h2", has_text="내부 들여다보기" if edition else "Under the hood")
+    link.click()
+    page.wait_for_timeout(1000)
+    top = heading.first.evaluate("e => e.getBoundingClientRect().top")
+    assert 0 <= top < VIEWPORT["height"], f"the link to Under the hood did not scroll there (heading at y={top})"

@@ -8,6 +8,7 @@ particle follows the word directly.
 """
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import nbformat
 import pytest
@@ -95,3 +96,59 @@ def test_no_word_of_a_document_is_swallowed_as_a_tag(path):
     # GitHub drops unknown HTML tags too: the post's title "<PEFT> QLoRA ..." would lose its first word.
     found = [p for p in rendering_problems(path.read_text()) if "swallowed" in p]
     assert not found, "\n".join(found)
+
+
+# In-notebook links. JupyterLab 4 (@jupyterlab/rendermime's headerAnchors and createHeaderId) gives each rendered
+# heading the id of its text with every space replaced by "-", case kept ("## Under the hood" -> "Under-the-hood"),
+# and keeps an explicit <a id="..."> anchor; a click on "#name" scrolls to the element of the page with that id. Its
+# markdown renderer percent-encodes a non-ASCII href ("#내부-들여다보기" -> "#%EB%82%B4..."), and the click looks up
+# that encoded name, which no heading has: a link to a Hangul heading does nothing in JupyterLab (tried in Chromium).
+# So a target must be ASCII: the course puts <a id="under-the-hood"></a> above the heading in both editions.
+ANCHOR_ID = re.compile(r"""<a\s[^>]*\bid\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+
+
+def heading_id(inline) -> str:
+    """The id JupyterLab gives a heading: its rendered text (no markup) with every space replaced by '-'."""
+    text = "".join(t.content if t.type in ("text", "code_inline") else "\n" if t.type == "softbreak" else ""
+                   for t in inline.children or [])
+    return text.replace(" ", "-")
+
+
+def anchors_and_links(cells: list[str]) -> tuple[set[str], list[str]]:
+    """The ids a notebook's markdown cells define (headings and <a id>), and the '#...' targets its links point to."""
+    ids, links = set(), []
+    for source in cells:
+        tokens = MD.parse(without_math(source))
+        for i, token in enumerate(tokens):
+            if token.type == "heading_open":
+                ids.add(heading_id(tokens[i + 1]))
+            if token.type in ("html_block", "inline"):
+                ids.update(ANCHOR_ID.findall(token.content))
+            for child in token.children or []:
+                href = child.attrGet("href") if child.type == "link_open" else None
+                if href and href.startswith("#"):
+                    links.append(unquote(href[1:]))  # markdown-it percent-encodes Hangul; the id is the text
+    return ids, links
+
+
+def dead_links(cells: list[str]) -> list[str]:
+    """The in-notebook links ('](#name)') of a notebook's markdown cells that no heading or anchor of it defines."""
+    ids, links = anchors_and_links(cells)
+    return [f"#{link}" + ("" if link.isascii() else " (not ASCII: JupyterLab cannot follow it)")
+            for link in links if link not in ids or not link.isascii()]
+
+
+def test_dead_in_notebook_links_are_found():
+    cells = [("# Intro\nsee [below](#Under-the-hood), [the code](#code-part), [lower case](#under-the-hood), "
+              "[한국어](#내부-들여다보기), [missing](#nowhere)"),
+             "## Under the hood\n\ntext", '<a id="code-part"></a>\n**The code.** text', "## 내부 들여다보기"]
+    assert dead_links(cells) == ["#under-the-hood", "#내부-들여다보기 (not ASCII: JupyterLab cannot follow it)",
+                                 "#nowhere"]
+    assert dead_links(["## The `format_prompt` *function*\n[it](#The-format_prompt-function)"]) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT / "notebooks").as_posix())
+def test_every_in_notebook_link_has_its_heading_or_anchor(path):
+    nb = nbformat.read(path, as_version=4)
+    cells = [cell.source for cell in nb.cells if cell.cell_type == "markdown"]
+    assert not dead_links(cells), f"links to no heading or <a id> of the notebook: {dead_links(cells)}"

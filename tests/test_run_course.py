@@ -84,3 +84,16 @@ def test_make_course_prints_the_failure_readably(tmp_path, monkeypatch, capsys):
     assert "✗ 09_broken.ipynb: code cell 1 of 1 failed:" in out and "    value = 2" in out
     assert "ZeroDivisionError: division by zero" in out and "\x1b" not in out
     assert "1 notebook(s) failed: 09_broken.ipynb" in out
+
+
+def test_settings_are_set_right_after_notebook_05s_choose_your_run_cell_in_a_copy():
+    nb = new_notebook(cells=[new_code_cell(s) for s in ("a = 1", 'DATASET = "dolly"', "print(DATASET)")])
+    nb.cells[1]["id"] = run_course.CHOOSE_CELL
+    run = run_course.with_settings(nb, {"DATASET": "dolly-ko", "MAX_STEPS": 5}, by="a test")
+    assert [c.source for c in run.cells] == ["a = 1", 'DATASET = "dolly"',
+                                             "DATASET = 'dolly-ko'  # set by a test\nMAX_STEPS = 5  # set by a test",
+                                             "print(DATASET)"]
+    assert len(nb.cells) == 3, "the notebook itself is not edited"
+    nb.cells[1]["id"] = "renamed"
+    with pytest.raises(ValueError, match="no cell 'nb05-05'"):
+        run_course.with_settings(nb, {"DATASET": "dolly-ko"})
