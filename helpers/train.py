@@ -24,7 +24,6 @@ from pathlib import Path
 
 from accelerate import PartialState
 from transformers import TrainerCallback
-from transformers.trainer_callback import PrinterCallback
 
 from helpers import auth, data, loading, runtime, training
 
@@ -105,8 +104,7 @@ def run(preset: str | None = None, max_steps: int | None = None, data_limit: int
                                     run_info={"DATA_LIMIT": data_limit, "EVAL_SIZE": eval_size, "seed": 0,
                                               "DATASET": dataset},
                                     **overrides)
-    trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(ProgressPrinter())
+    trainer.add_callback(ProgressPrinter())  # make_trainer removed the library's bars and printed logs
     args = trainer.args
     if state.is_main_process:
         per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * state.num_processes
