@@ -26,6 +26,7 @@ from transformers.utils import logging as transformers_logging
 
 from helpers.auth import GatedModelError, hf_token, is_auth_error
 from helpers.data import DATASETS, sample_path
+from helpers.language import pick
 from helpers.prompting import format_prompt
 from helpers.runtime import HUB_MODEL, Runtime, check_runtime, course_model, cpu_threads, detect
 
@@ -181,10 +182,13 @@ def load_model(name: str, rt: Runtime | None = None, quantization_config=None, f
     if not isinstance(for_training, bool):
         raise TypeError(f"for_training must be True or False, got {for_training!r}.")
     if rt.mode == "full" and not rt.gpu_count:
-        raise RuntimeError(
+        raise RuntimeError(pick(
             "Full mode needs a CUDA GPU and none was found. Colab: Runtime > Change runtime type > T4 GPU; "
-            "Kaggle: Settings > Accelerator > GPU T4 x2; or set COURSE_MODE=smoke to run the tiny model on the CPU."
-        )
+            "Kaggle: Settings > Accelerator > GPU T4 x2; or set COURSE_MODE=smoke to run the tiny model on the CPU.",
+            "전체 모드에는 CUDA GPU가 필요한데 찾지 못했습니다. Colab: 런타임 > 런타임 유형 변경 > T4 GPU, "
+            "Kaggle: Settings > Accelerator > GPU T4 x2를 고르거나, CPU에서 작은 모델로 실행하려면 "
+            "COURSE_MODE=smoke로 설정하세요.",
+        ))
     try:
         with _without_progress_bars():
             model = AutoModelForCausalLM.from_pretrained(

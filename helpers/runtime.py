@@ -150,8 +150,9 @@ def describe(rt: Runtime) -> str:
         line = pick("Smoke mode: no GPU found, so this runs a tiny Gemma-architecture model on the shipped sample data",
                     "스모크 모드: GPU가 없으므로 Gemma 구조의 작은 모델을 함께 제공되는 샘플 데이터로 실행합니다")
         # On a hosted CPU runtime the way to the real run is a GPU runtime, not COURSE_MODE=full (it would fail).
+        # Colab has a Korean menu; Kaggle's is English only.
         gpu_runtime = {
-            "colab": "Runtime > Change runtime type > T4 GPU",
+            "colab": pick("Runtime > Change runtime type > T4 GPU", "런타임 > 런타임 유형 변경 > T4 GPU"),
             "kaggle": "Settings > Accelerator > GPU T4 x2",
         }
         if rt.platform in gpu_runtime:

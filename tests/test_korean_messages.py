@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import auth, estimate, hub, language, optim, setup_check, training
+from helpers import auth, estimate, hub, language, loading, optim, runtime, setup_check, training
 
 spec = importlib.util.spec_from_file_location(
     "english_lines", Path(__file__).resolve().parent.parent / "scripts" / "english_lines.py")
@@ -123,3 +123,12 @@ def test_the_hub_refusals_speak_korean(tmp_path):
     with pytest.raises(ValueError) as error:
         hub.run_settings(tmp_path)
     assert_korean(str(error.value))
+
+
+def test_full_mode_without_a_gpu_speaks_korean():
+    rt = runtime.Runtime("colab", None, 0, None, None, torch.float32, "full", {"": "cpu"})
+    with pytest.raises(RuntimeError) as error:
+        loading.load_model("google/gemma-2b", rt)
+    assert_korean(str(error.value))
+    assert "런타임 > 런타임 유형 변경 > T4 GPU" in str(error.value)
+    assert "런타임 > 런타임 유형 변경 > T4 GPU" in runtime.describe(rt)

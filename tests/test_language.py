@@ -44,7 +44,7 @@ def test_the_mode_line_follows_the_language(monkeypatch):
     language.set_language("ko")
     korean = runtime.describe(rt)
     assert english.startswith("Smoke mode") and not re.search("[\uac00-\ud7a3]", english)
-    assert korean.startswith("스모크 모드") and "Runtime > Change runtime type > T4 GPU" in korean
+    assert korean.startswith("스모크 모드") and "런타임 > 런타임 유형 변경 > T4 GPU" in korean
 
 
 def test_a_fresh_session_speaks_english_until_a_setup_cell_says_otherwise():
