@@ -15,6 +15,8 @@ DOLLY_KO = "nlpai-lab/databricks-dolly-15k-ko"
 COLUMNS = ("instruction", "input", "output")
 # Each data set's Hub id, its smoke-mode stand-in (written for the course, same columns) and the renames that give
 # the template's columns. dolly-ko is a DeepL translation of databricks-dolly-15k that keeps Dolly's own columns.
+# The Korean sample is written in Korean, not translated: same columns and categories as dolly-ko, but its
+# contexts read like Korean news or encyclopedia text (~다), where dolly-ko's DeepL text is mostly polite (~습니다).
 DATASETS = {
     "dolly": {"hub": DOLLY, "sample": "sample_alpaca.jsonl", "rename": {}},
     "dolly-ko": {
