@@ -81,13 +81,13 @@ def test_two_processes_train_the_same_steps_and_tokens_per_step_as_one(runs):
     for run in (one, two):
         per_step = run["per_device_train_batch_size"] * run["gradient_accumulation_steps"] * run["processes"]
         assert per_step == 4 and run["steps"] == math.ceil(run["blocks"] / 4)
-    assert one["blocks"] == two["blocks"] and one["steps"] == two["steps"] >= 20
+    assert one["blocks"] == two["blocks"] and one["steps"] == two["steps"] >= 10  # 53 blocks of the short sample
 
 
 @pytest.mark.slow
 def test_two_processes_follow_the_loss_curve_of_one(runs):
     one, two = runs[1][2]["losses"], runs[2][2]["losses"]
-    assert [s for s, _ in one] == [s for s, _ in two] == [5, 10, 15, 20]
+    assert [s for s, _ in one] == [s for s, _ in two] == [5, 10]  # a loss logged every 5 of the 14 steps
     for (step, a), (_, b) in zip(one, two):
         assert abs(a - b) <= LOSS_TOLERANCE, f"step {step}: one process {a:.4f}, two {b:.4f}"
     losses = [loss for _, loss in one]
