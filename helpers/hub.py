@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
@@ -22,6 +23,25 @@ DATA_LICENCES = {
 }
 RUN_FILE = "course_run.json"  # training.RUN_FILE: the record training.train writes next to the adapter
 LAUNCH_FILE = "train_run.json"  # what train.run adds under accelerate launch: the number of processes
+# The data set name notebook 06 passes when the run trained on the shipped sample (smoke mode, COURSE_DATA=sample).
+COURSE_SAMPLE = "the course's sample"
+SAMPLE_NOTE = "a few rows written for the course, shipped in its `data/` folder"
+# The tiny Gemma's folders (loading.TINY_FOLDER, the cache folder of loading.tiny_gemma): named, never by their path.
+TINY_NAMES = ("tiny_gemma", "tiny-gemma-seed")
+TINY_MODEL = "tiny-gemma (the course's smoke-mode model, not on the Hub)"
+
+
+def card_model_name(model: str | None) -> str | None:
+    """Return the base model's name for a card: a Hub id as it is, a local folder by its name, never its path."""
+    if not model:
+        return model
+    folder = Path(model).expanduser()
+    if not (folder.is_absolute() or folder.is_dir() or model.startswith((".", "~"))):
+        return model  # a Hub id such as google/gemma-2b
+    # A path names the learner's own machine (home folder, user name): the card is published, so it says less.
+    if folder.name.startswith(TINY_NAMES):
+        return TINY_MODEL
+    return f"a local copy (folder {folder.name})"
 
 
 def run_settings(output_dir) -> tuple[dict, int]:
@@ -43,7 +63,7 @@ def run_settings(output_dir) -> tuple[dict, int]:
     batch, accumulation = run["per_device_train_batch_size"], run["gradient_accumulation_steps"]
     targets = run.get("lora_config.target_modules") or []
     settings = {
-        "base model": run.get("model"),
+        "base model": card_model_name(run.get("model")),
         "data set": run.get("DATASET", "dolly"),
         "processes (GPUs)": processes,
         "blocks per optimizer step": f"{batch} x {accumulation} x {processes} = {batch * accumulation * processes}",
@@ -82,6 +102,18 @@ def _check_evaluation(evaluation: dict) -> None:
                              f"got {value!r}.")
 
 
+def _cell(value: object) -> str:
+    """Return value as a Markdown table cell: a tag such as <eos> as code (bare, it is swallowed as HTML), | escaped."""
+    return re.sub(r"(?<!`)<[^<>\s]+>(?!`)", lambda tag: f"`{tag.group(0)}`", str(value)).replace("|", "\\|")
+
+
+def _figure(value: object) -> str:
+    """Return an evaluation value for the card: 4 decimals, or 2 significant digits when it is below 1e-3."""
+    if isinstance(value, float) and value != 0 and abs(value) < 1e-3:
+        return f"{value:.1e}"  # a tiny P(<eos>) keeps its size instead of becoming 0.0000
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def model_card(repo_id: str, base_model: str, dataset: str, settings: dict, steps: int, evaluation: dict) -> str:
     """Return the adapter's model card (YAML metadata and Markdown): base, data, licences, template, run, eval, use."""
     check_repo_id(repo_id)
@@ -91,15 +123,21 @@ def model_card(repo_id: str, base_model: str, dataset: str, settings: dict, step
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be the number of optimizer steps trained (0 or more), got {steps!r}.")
     _check_evaluation(evaluation)
-    data = ModelCardData(base_model=base_model, datasets=[dataset], library_name="peft", license="other",
+    sample = dataset == COURSE_SAMPLE
+    data = ModelCardData(base_model=base_model, datasets=None if sample else [dataset], library_name="peft",
+                         license="other",
                          license_name="gemma-terms-of-use", license_link="https://ai.google.dev/gemma/terms",
                          pipeline_tag="text-generation", tags=["qlora", "lora", "trl", "sft"])
 
-    def rows(table: dict) -> str:
-        """Return the Markdown table rows of name -> value."""
-        return "\n".join(f"| {name} | {value} |" for name, value in table.items())
+    def rows(table: dict, show=str) -> str:
+        """Return the Markdown table rows of name -> value, each value written by show."""
+        return "\n".join(f"| {_cell(name)} | {_cell(show(value))} |" for name, value in table.items())
 
     data_licence = DATA_LICENCES.get(dataset, "see the data set's card")
+    # The shipped sample has no Hub page or card: plain words, and no data set in the metadata.
+    trained_on = f"{COURSE_SAMPLE} ({SAMPLE_NOTE})" if sample else f"`{dataset}`"
+    data_line = (f"- Training data: {COURSE_SAMPLE}, {SAMPLE_NOTE}.\n\n" if sample
+                 else f"- Training data `{dataset}`: {data_licence}.\n\n")
     # Google's Gemma weights carry their terms and a gate; the course's own tiny stand-in (smoke mode) has neither.
     google = base_model.startswith("google/")
     base_licence = BASE_LICENCE if google else "the licence of that model (not one of Google's Gemma checkpoints)"
@@ -109,18 +147,18 @@ def model_card(repo_id: str, base_model: str, dataset: str, settings: dict, step
     body = (
         f"# {repo_id.split('/')[-1]}\n\n"
         f"A LoRA adapter for `{base_model}`, trained with QLoRA (4-bit NF4 base, double quantization) on "
-        f"`{dataset}` with trl's `SFTTrainer`, in the QLoRA notebook course (notebook 05).\n\n"
+        f"{trained_on} with trl's `SFTTrainer`, in the QLoRA notebook course (notebook 05).\n\n"
         f"Trained for {steps:,} optimizer steps.\n\n"
         "## Licences\n\n"
         f"- Base model `{base_model}`: {base_licence}. This adapter is a derivative of it and is shared under the "
         "same terms.\n"
-        f"- Training data `{dataset}`: {data_licence}.\n\n"
+        f"{data_line}"
         "## Prompt template\n\n"
         "The adapter learned this template; prompt it the same way, ending at `### Response` and a new line, and "
         "it answers and ends with `<eos>`:\n\n"
         f"```text\n{template}```\n\n"
         f"## Settings (from the run's record)\n\n| setting | value |\n|---|---|\n{rows(settings)}\n\n"
-        f"## Evaluation on held-out rows\n\n| measure | value |\n|---|---|\n{rows(evaluation)}\n\n"
+        f"## Evaluation on held-out rows\n\n| measure | value |\n|---|---|\n{rows(evaluation, _figure)}\n\n"
         "## Use\n\n"
         f"{access}The base is loaded in 4 bit, as it was trained:\n\n"
         "```python\nimport torch\nfrom peft import PeftModel\n"

@@ -254,3 +254,35 @@ def test_only_googles_gemma_is_called_gated_or_put_under_the_gemma_terms():
     assert "is gated" in gemma and hub.BASE_LICENCE in gemma
     assert "is gated" not in tiny and hub.BASE_LICENCE not in tiny
     assert "loaded in 4 bit" in tiny  # the Use snippet stays
+
+
+def test_the_cards_evaluation_keeps_small_values_and_shows_tags_as_code():
+    evaluation = {"P(<eos>) after the prompt (base)": 1.234e-05, "eval loss (base)": 2.345678, "zero": 0.0,
+                  "stopped by itself (base)": "3 of 8", "answer tokens": 1_024}
+    text = card(evaluation=evaluation)
+    # A bare <eos> is an HTML tag to Markdown (the row would read "P()"); 1.2e-05 rounded to 4 places is 0.0.
+    assert "| P(`<eos>`) after the prompt (base) | 1.2e-05 |" in text
+    assert "| eval loss (base) | 2.3457 |" in text and "| zero | 0.0000 |" in text
+    assert "| stopped by itself (base) | 3 of 8 |" in text and "| answer tokens | 1024 |" in text
+    assert "P(<eos>)" not in text.replace("`<eos>`", "")
+
+
+def test_a_local_base_model_is_named_never_by_its_path(tmp_path):
+    from helpers import loading
+
+    for folder in (loading.committed_tiny(), tmp_path / "cache" / "tiny-gemma-seed3"):
+        write_record(tmp_path, model=str(folder))
+        name = hub.run_settings(tmp_path)[0]["base model"]
+        assert name == hub.TINY_MODEL and str(tmp_path) not in name and "/" not in name
+    (tmp_path / "gemma-2b").mkdir()
+    write_record(tmp_path, model=str(tmp_path / "gemma-2b"))  # COURSE_MODEL's folder
+    assert hub.run_settings(tmp_path)[0]["base model"] == "a local copy (folder gemma-2b)"
+    write_record(tmp_path, model="google/gemma-2b")
+    assert hub.run_settings(tmp_path)[0]["base model"] == "google/gemma-2b"
+
+
+def test_the_courses_sample_is_named_in_plain_words_with_no_data_set_card():
+    text = card(dataset=hub.COURSE_SAMPLE, base_model="tiny-gemma")
+    assert f"`{hub.COURSE_SAMPLE}`" not in text and "see the data set's card" not in text
+    assert "written for the course" in text and "`data/`" in text
+    assert ModelCard(text).data.datasets is None  # no Hub data set to link
