@@ -26,7 +26,6 @@ Usage: pip install -r benchmarks/requirements.txt; python benchmarks/t4_qlora.py
 import argparse
 import dataclasses
 import datetime
-import importlib.metadata
 import importlib.util
 import json
 import platform
@@ -42,7 +41,7 @@ from datasets import concatenate_datasets
 from transformers import AutoModelForCausalLM, GemmaConfig, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from helpers import data, estimate, loading, memory, runtime, training
+from helpers import data, estimate, loading, memory, runtime, setup_check, training
 
 RESULTS = Path(__file__).resolve().parent / "results"
 T4_MEMORY_GB = 15.0
@@ -186,12 +185,7 @@ def choose_t4_fast(variants: list[dict], reference: str = REFERENCE, memory_limi
 
 def environment(rt) -> dict:
     """Return what the figures were measured with: GPU, driver, CUDA, Python and the library versions."""
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+    versions = {name: setup_check.installed_version(name) for name in PACKAGES}
     env = dict(gpu=rt.gpu_name, compute_capability=rt.compute_capability, driver=None, cuda=torch.version.cuda,
                python=platform.python_version(), versions=versions)
     if torch.cuda.is_available():

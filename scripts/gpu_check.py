@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import copy
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -107,12 +106,7 @@ def environ(**values: str | None) -> Iterator[None]:
 
 def environment() -> dict:
     """Return the machine and the library versions the check ran with."""
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+    versions = {name: setup_check.installed_version(name) for name in PACKAGES}
     env = dict(python=platform.python_version(), platform=platform.platform(), cuda=torch.version.cuda,
                gpu=None, compute_capability=None, gpu_memory_bytes=None, driver=None, versions=versions)
     if torch.cuda.is_available():
