@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import auth
+from helpers import auth, loading
 from helpers.runtime import cpu_threads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,3 +24,9 @@ def fresh_token_cache():
     auth.forget_token()
     yield
     auth.forget_token()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """The smoke model's folder (the committed one; a build, once a session, lands in the session's temp folder)."""
+    return loading.tiny_gemma(cache_dir=tmp_path_factory.getbasetemp() / "tiny-cache")

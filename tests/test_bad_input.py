@@ -18,11 +18,6 @@ HELPERS = Path(training.__file__).resolve().parent
 ROWS = [{"instruction": "Name a colour.", "input": "", "output": "Blue."}] * 10
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    return loading.tiny_gemma(cache_dir=tmp_path_factory.getbasetemp() / "tiny-cache")
-
-
 @pytest.fixture(scope="module")
 def env(tiny_dir, tmp_path_factory):
     """What the cases need: the tiny model (unwrapped), its tokenizer, a small Dataset and a real trainer."""

@@ -27,11 +27,6 @@ def fake_model() -> torch.nn.Module:
     return model
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    return loading.tiny_gemma(cache_dir=tmp_path_factory.getbasetemp() / "tiny-cache")
-
-
 def test_bnb_config_is_nf4_with_double_quant_in_the_runtime_dtype():
     config = loading.bnb_config(T4)
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant

@@ -10,11 +10,6 @@ SMOKE = Runtime("local", None, 0, None, None, torch.float32, "smoke", {"": "cpu"
 ROW = {"instruction": "Name a colour.", "category": "open_qa", "input": "Think of the sky.", "output": "Blue."}
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    return loading.tiny_gemma(cache_dir=tmp_path_factory.getbasetemp() / "tiny-cache")
-
-
 @pytest.fixture(scope="module")
 def model_and_tokenizer(tiny_dir):
     return loading.load_model(tiny_dir, SMOKE, for_training=False), loading.load_tokenizer(tiny_dir)

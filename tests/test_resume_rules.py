@@ -32,11 +32,6 @@ T4 = Runtime("colab", "Tesla T4", 1, 15.0, (7, 5), torch.float16, "full", {"": 0
 SHORT = dict(max_steps=2, save_steps=1, logging_steps=1, disable_tqdm=True)
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    return loading.tiny_gemma(cache_dir=tmp_path_factory.getbasetemp() / "tiny-cache")
-
-
 @pytest.fixture(scope="module")
 def rows():
     return data.split(data.load_alpaca(SMOKE, limit=40), eval_size=4, seed=0)

@@ -20,11 +20,6 @@ SMOKE = Runtime("local", None, 0, None, None, torch.float32, "smoke", {"": "cpu"
 SHORT = dict(max_steps=6, save_steps=2, logging_steps=1, disable_tqdm=True)
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    return loading.tiny_gemma(cache_dir=tmp_path_factory.getbasetemp() / "tiny-cache")
-
-
 @pytest.fixture(scope="module")
 def rows():
     return data.split(data.load_alpaca(SMOKE), eval_size=8, seed=0)

@@ -21,11 +21,6 @@ A100 = replace(T4, platform="local", gpu_name="A100", compute_capability=(8, 0),
 FAKE = "hf_FAKE_not_a_real_token_training_0123456789"
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    return loading.tiny_gemma(cache_dir=tmp_path_factory.getbasetemp() / "tiny-cache")
-
-
 @pytest.fixture(scope="module")
 def run(tiny_dir, tmp_path_factory):
     """Train the smoke preset once (HF_TOKEN set to a fake), capturing everything it prints and logs."""
